@@ -1,0 +1,144 @@
+"""``dapr-devsidecar``: a command line mirroring ``dapr run``.
+
+``dapr-devsidecar run --app-id A --resources-path components -- python app.py`` starts the
+sidecar, then the app with the environment ``dapr run`` gives it (``APP_ID``,
+``DAPR_GRPC_PORT``, ``DAPR_HTTP_PORT``, ...), passes the app's output through, stops both on
+Ctrl-C or SIGTERM and exits with the app's exit code. Without a command it runs the sidecar
+alone until stopped (on the SDK's default ports 50001/3500 unless told otherwise).
+``dapr-devsidecar llm --script replies.yaml`` serves the scripted OpenAI-compatible chat API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from ._errors import DevSidecarError
+from ._sidecar import DevSidecar
+
+_log = logging.getLogger("dapr_agents.ext.devsidecar")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dapr-devsidecar",
+        description="A Dapr-compatible sidecar for development and tests (no Docker, no dapr init).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run",
+        help="run the sidecar, and an app after '--' (like 'dapr run')",
+        usage="dapr-devsidecar run --app-id ID [--resources-path DIR ...] [options] [-- command ...]",
+    )
+    run.add_argument("--app-id", "-a", required=True, help="the app id (keys are prefixed with it)")
+    run.add_argument(
+        "--resources-path",
+        "-d",
+        action="append",
+        default=[],
+        help="folder (or file) of component YAML; repeatable",
+    )
+    run.add_argument("--dapr-grpc-port", "-G", type=int, default=None, help="gRPC port (default: free port; 50001 without an app)")
+    run.add_argument("--dapr-http-port", "-H", type=int, default=None, help="HTTP port (default: free port; 3500 without an app)")
+    run.add_argument(
+        "--dapr-listen-addresses",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; use 0.0.0.0 only on a trusted network)",
+    )
+    run.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
+    run.add_argument("app_command", nargs=argparse.REMAINDER, help="the app to run, after '--'")
+
+    commands.add_parser(
+        "llm", help="serve the scripted OpenAI-compatible chat-completions API (see 'llm --help')"
+    )
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> int:
+    command = list(args.app_command)
+    if command and command[0] == "--":
+        command = command[1:]
+    default_grpc, default_http = (0, 0) if command else (50001, 3500)
+    sidecar = DevSidecar(
+        app_id=args.app_id,
+        resources_paths=args.resources_path,
+        grpc_port=args.dapr_grpc_port if args.dapr_grpc_port is not None else default_grpc,
+        http_port=args.dapr_http_port if args.dapr_http_port is not None else default_http,
+        host=args.dapr_listen_addresses,
+    )
+    await sidecar.start_async()
+    print(
+        f"dev sidecar: app {sidecar.app_id!r} on gRPC {sidecar.grpc_address} and HTTP "
+        f"{sidecar.http_endpoint}; components: {', '.join(c.name for c in sidecar.components) or 'none'}",
+        file=sys.stderr,
+        flush=True,
+    )
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, on_signal, signum)
+    exit_code = 0
+    try:
+        if not command:
+            await stop.wait()
+            return 0
+        env = {**os.environ, **sidecar.client_env()}
+        child = await asyncio.create_subprocess_exec(*command, env=env)
+        waiter = asyncio.ensure_future(child.wait())
+        stopper = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if not waiter.done():
+            child.send_signal(received[-1] if received else signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.shield(waiter), 10)
+            except asyncio.TimeoutError:
+                child.kill()
+                await waiter
+        stopper.cancel()
+        exit_code = waiter.result()
+        if exit_code < 0:  # killed by a signal: the shell convention
+            exit_code = 128 - exit_code
+        print(f"dev sidecar: app exited with code {exit_code}", file=sys.stderr, flush=True)
+        return exit_code
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        await sidecar.stop_async()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dapr-devsidecar`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "llm":
+        from ._scripted_llm import main as llm_main
+
+        return llm_main(argv[1:])
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level={"warn": logging.WARNING}.get(args.log_level, getattr(logging, args.log_level.upper())),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return asyncio.run(_run(args))
+    except DevSidecarError as exc:
+        print(f"dapr-devsidecar: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"dapr-devsidecar: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""The sidecar's HTTP port: the health endpoints the SDK polls, and the metadata document.
+
+Every ``DaprClient`` construction polls ``GET /v1.0/healthz/outbound`` (dapr-agents builds a
+client per state call), so this is a minimal HTTP/1.1 server on asyncio streams with keep-alive
+and no framework: a health answer costs one read and one write. Health routes are exempt from
+the API token, as in daprd; every other route requires it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+
+from ._auth import tokens_match
+
+_log = logging.getLogger(__name__)
+
+_HEALTH_ROUTES = {"/v1.0/healthz", "/v1.0/healthz/outbound"}
+_REASONS = {
+    200: "OK",
+    204: "No Content",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    400: "Bad Request",
+}
+_MAX_HEADER_BYTES = 64 * 1024
+
+MetadataProvider = Callable[[], Awaitable[dict[str, object]]]
+
+
+class HttpApiServer:
+    """Serves the HTTP side of the sidecar on one port."""
+
+    def __init__(self, *, host: str, port: int, api_token: str | None, metadata: MetadataProvider) -> None:
+        self._host = host
+        self._port = port
+        self._token = api_token
+        self._metadata = metadata
+        self._server: asyncio.AbstractServer | None = None
+        self._connections: set[asyncio.StreamWriter] = set()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            return self._port
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self._host, self._port)
+
+    async def stop(self) -> None:
+        if self._server is None:
+            return
+        self._server.close()
+        for writer in list(self._connections):
+            writer.close()
+        await self._server.wait_closed()
+        self._server = None
+
+    async def _respond(
+        self,
+        writer: asyncio.StreamWriter,
+        status: int,
+        body: bytes = b"",
+        content_type: str = "application/json",
+    ) -> None:
+        head = f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+        if status != 204:
+            head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
+        writer.write(head.encode("latin-1") + b"\r\n" + (body if status != 204 else b""))
+        await writer.drain()
+
+    @staticmethod
+    def _error(code: str, message: str) -> bytes:
+        return json.dumps({"errorCode": code, "message": message}).encode("utf-8")
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._connections.add(writer)
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    return
+                except asyncio.LimitOverrunError:
+                    await self._respond(
+                        writer, 400, self._error("ERR_MALFORMED_REQUEST", "headers too large")
+                    )
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                parts = lines[0].split(" ")
+                if len(parts) != 3:
+                    await self._respond(writer, 400, self._error("ERR_MALFORMED_REQUEST", "bad request line"))
+                    return
+                method, target, _version = parts
+                headers: dict[str, str] = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        name, _, value = line.partition(":")
+                        headers[name.strip().lower()] = value.strip()
+                length = int(headers.get("content-length", "0") or 0)
+                if length:
+                    await reader.readexactly(length)
+                path = target.split("?", 1)[0]
+                await self._route(writer, method, path, headers)
+                if headers.get("connection", "").lower() == "close":
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            self._connections.discard(writer)
+            writer.close()
+
+    async def _route(
+        self, writer: asyncio.StreamWriter, method: str, path: str, headers: dict[str, str]
+    ) -> None:
+        if path in _HEALTH_ROUTES:
+            if method != "GET":
+                await self._respond(
+                    writer, 405, self._error("ERR_METHOD_NOT_ALLOWED", f"{method} not allowed on {path}")
+                )
+            else:
+                await self._respond(writer, 204)
+            return
+        if self._token is not None and not tokens_match(headers.get("dapr-api-token"), self._token):
+            await self._respond(writer, 401, self._error("ERR_UNAUTHORIZED", "invalid api token"))
+            return
+        if path == "/v1.0/metadata" and method == "GET":
+            body = json.dumps(await self._metadata()).encode("utf-8")
+            await self._respond(writer, 200, body)
+            return
+        await self._respond(
+            writer,
+            404,
+            self._error("ERR_NOT_FOUND", f"{method} {path} is not served by the dev sidecar"),
+        )

