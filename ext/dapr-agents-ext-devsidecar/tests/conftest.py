@@ -13,6 +13,7 @@ import grpc
 import pytest
 from dapr.aio.clients import DaprClient as AioDaprClient
 from dapr.clients import DaprClient
+from dapr.clients.grpc.subscription import Subscription as SyncSubscription
 from dapr.proto.runtime.v1 import dapr_pb2_grpc
 
 from dapr_agents.ext.devsidecar.testing import SidecarEndpoint, write_components
@@ -59,7 +60,10 @@ def dapr_components(dapr_state_backend: str, tmp_path: Path, request: pytest.Fix
         server.flushall()
         redis_address = server.address
     folder = write_components(
-        tmp_path / "components", state_backend=dapr_state_backend, redis_address=redis_address, conversation="echo"
+        tmp_path / "components",
+        state_backend=dapr_state_backend,
+        redis_address=redis_address,
+        conversation="echo",
     )
     (folder / "pubsub-retry.yaml").write_text(RETRY_PUBSUB_YAML)
     (folder / "resiliency.yaml").write_text(RESILIENCY_YAML)
@@ -114,7 +118,18 @@ class Dapr:
         return await asyncio.to_thread(function, *args, **kwargs)
 
     async def subscribe(self, pubsub: str, topic: str, **kwargs: Any) -> Subscription:
-        inner = await self.call("subscribe", pubsub, topic, **kwargs)
+        if self.kind == "sync":
+            # The sync SDK (1.18.3) marks its stream active only after gRPC has started pulling
+            # the request iterator, which may then see it inactive and half-close the stream at
+            # once; daprd (and the dev sidecar) end such a stream. Marking it active first
+            # avoids that SDK race, which is not what these tests are about.
+            inner = SyncSubscription(
+                self._client._stub, pubsub, topic, kwargs.get("metadata"), kwargs.get("dead_letter_topic")
+            )
+            inner._set_stream_active()
+            await asyncio.to_thread(inner.start)
+        else:
+            inner = await self.call("subscribe", pubsub, topic, **kwargs)
         subscription = Subscription(self.kind, inner)
         self._subscriptions.append(subscription)
         return subscription

@@ -13,7 +13,6 @@ import re
 import time
 
 import grpc
-import pytest
 from dapr.clients.exceptions import DaprGrpcError, DaprInternalError
 from dapr.clients.grpc._request import TransactionalStateOperation, TransactionOperationType
 from dapr.clients.grpc._state import Concurrency, StateOptions
@@ -202,7 +201,13 @@ async def test_json_content_type_validates_and_reencodes(dapr, unique):
     if await store_type(dapr) != "state.redis":  # encoding/json: sorted, compact, HTML-escaped
         assert stored == b'{"a":"\\u003cx\\u0026y\\u003e","b":[1,2.5]}'
     with rpc_fails() as failure:
-        await dapr.call("save_state", STORE, f"{unique}-bad-json", "{not json", state_metadata={"contentType": "application/json"})
+        await dapr.call(
+            "save_state",
+            STORE,
+            f"{unique}-bad-json",
+            "{not json",
+            state_metadata={"contentType": "application/json"},
+        )
     assert failure.code == grpc.StatusCode.UNKNOWN
     assert "invalid character" in failure.details
 
@@ -234,8 +239,12 @@ def test_ttl_expire_time_is_reported_in_rfc3339(raw_stub, dapr_sidecar, unique):
         ),
         metadata=raw_stub.call_metadata,
     )
-    answer = raw_stub.GetState(state_pb2.GetStateRequest(store_name=STORE, key=key), metadata=raw_stub.call_metadata)
-    bulk = raw_stub.GetBulkState(state_pb2.GetBulkStateRequest(store_name=STORE, keys=[key]), metadata=raw_stub.call_metadata)
+    answer = raw_stub.GetState(
+        state_pb2.GetStateRequest(store_name=STORE, key=key), metadata=raw_stub.call_metadata
+    )
+    bulk = raw_stub.GetBulkState(
+        state_pb2.GetBulkStateRequest(store_name=STORE, keys=[key]), metadata=raw_stub.call_metadata
+    )
     metadata = raw_stub.GetMetadata(metadata_pb2.GetMetadataRequest(), metadata=raw_stub.call_metadata)
     kind = next(c.type for c in metadata.registered_components if c.name == STORE)
     if kind == "state.redis":
@@ -291,9 +300,16 @@ async def test_save_bulk_state_reports_every_etag_conflict(dapr, unique):
         await dapr.call(
             "save_bulk_state",
             STORE,
-            [StateItem(key=f"{unique}-x", value="2", etag="111"), StateItem(key=f"{unique}-y", value="2", etag="222")],
+            [
+                StateItem(key=f"{unique}-x", value="2", etag="111"),
+                StateItem(key=f"{unique}-y", value="2", etag="222"),
+            ],
         )
     assert failure.code == grpc.StatusCode.ABORTED
-    await dapr.call("save_bulk_state", STORE, [StateItem(key=f"{unique}-x", value="3"), StateItem(key=f"{unique}-y", value="3")])
+    await dapr.call(
+        "save_bulk_state",
+        STORE,
+        [StateItem(key=f"{unique}-x", value="3"), StateItem(key=f"{unique}-y", value="3")],
+    )
     bulk = await dapr.call("get_bulk_state", STORE, [f"{unique}-x", f"{unique}-y"])
     assert {item.data for item in bulk.items} == {b"3"}

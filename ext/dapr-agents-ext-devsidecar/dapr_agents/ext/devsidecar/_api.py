@@ -496,19 +496,25 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
         response = pubsub_pb2.BulkPublishResponse()
         try:
             pubsub = self._pubsub(request.pubsub_name, dict(request.metadata))
+            messages = []
             for entry in request.entries:
                 metadata = {**dict(request.metadata), **dict(entry.metadata)}
                 try:
-                    message = self._bus_message(
-                        pubsub, request.topic, entry.event, entry.content_type, metadata
+                    messages.append(
+                        self._bus_message(pubsub, request.topic, entry.event, entry.content_type, metadata)
                     )
                 except ApiError as error:
                     response.failedEntries.add(entry_id=entry.entry_id, error=error.message)
-                    continue
-                await pubsub.publish(request.topic, message)
+            # daprd's default bulk publisher hands every entry to the component concurrently.
+            await asyncio.gather(*(pubsub.publish(request.topic, message) for message in messages))
         except ApiError as error:
             await abort(context, error)
         return response
+
+    async def BulkPublishEvent(
+        self, request: pubsub_pb2.BulkPublishRequest, context: grpc.aio.ServicerContext
+    ) -> pubsub_pb2.BulkPublishResponse:
+        return await self.BulkPublishEventAlpha1(request, context)
 
     @staticmethod
     def _topic_event(subscriber: Subscriber, event: dict[str, Any]) -> appcallback_pb2.TopicEventRequest:
@@ -589,7 +595,10 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
                     if not getter.done():
                         getter.cancel()
                 if getter not in done:
-                    break  # the client closed its side, or broke the protocol
+                    # daprd ends the stream when the client half-closes (Recv returns io.EOF,
+                    # which gRPC reports as UNKNOWN "EOF") or breaks the protocol.
+                    outcome.setdefault("error", "EOF")
+                    break
                 yield pubsub_pb2.SubscribeTopicEventsResponseAlpha1(
                     event_message=self._topic_event(subscriber, getter.result())
                 )
@@ -665,3 +674,25 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
             )
         except ApiError as error:
             await abort(context, error)
+
+
+def _unimplemented(method: str) -> Any:
+    async def handler(self: DaprApi, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await abort(
+            context,
+            ApiError(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"the dev sidecar does not implement {method}; it serves state, pub/sub, metadata "
+                "and conversation (see the dapr-agents-ext-devsidecar README)",
+            ),
+        )
+
+    handler.__name__ = method
+    return handler
+
+
+# The generated base class raises NotImplementedError, which gRPC reports as UNKNOWN with a
+# server-side traceback; answer UNIMPLEMENTED with a message naming the method instead.
+for _method in dir(dapr_pb2_grpc.DaprServicer):
+    if _method[0].isupper() and _method not in DaprApi.__dict__:
+        setattr(DaprApi, _method, _unimplemented(_method))

@@ -43,8 +43,20 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="folder (or file) of component YAML; repeatable",
     )
-    run.add_argument("--dapr-grpc-port", "-G", type=int, default=None, help="gRPC port (default: free port; 50001 without an app)")
-    run.add_argument("--dapr-http-port", "-H", type=int, default=None, help="HTTP port (default: free port; 3500 without an app)")
+    run.add_argument(
+        "--dapr-grpc-port",
+        "-G",
+        type=int,
+        default=None,
+        help="gRPC port (default: free port; 50001 without an app)",
+    )
+    run.add_argument(
+        "--dapr-http-port",
+        "-H",
+        type=int,
+        default=None,
+        help="HTTP port (default: free port; 3500 without an app)",
+    )
     run.add_argument(
         "--dapr-listen-addresses",
         default="127.0.0.1",

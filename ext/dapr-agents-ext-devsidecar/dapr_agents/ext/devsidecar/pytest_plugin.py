@@ -41,7 +41,8 @@ from .testing import (
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "devsidecar_only: needs dev sidecar features (restarts, kills); skipped against external daprd"
+        "markers",
+        "devsidecar_only: needs dev sidecar features (restarts, kills); skipped against external daprd",
     )
 
 
@@ -63,7 +64,9 @@ def _backends() -> list[str]:
     backends = [b.strip() for b in requested.split(",") if b.strip()]
     unknown = sorted(set(backends) - set(STATE_BACKENDS))
     if unknown:
-        raise pytest.UsageError(f"DAPR_TEST_STATE_BACKENDS names unknown backends {unknown}; use {STATE_BACKENDS}")
+        raise pytest.UsageError(
+            f"DAPR_TEST_STATE_BACKENDS names unknown backends {unknown}; use {STATE_BACKENDS}"
+        )
     return backends
 
 
@@ -144,7 +147,9 @@ def dapr_sidecar_factory() -> Iterator[SidecarFactory]:
 
 
 @pytest.fixture
-def dapr_sidecar(dapr_components: Path | None, dapr_sidecar_factory: SidecarFactory) -> Iterator[SidecarEndpoint]:
+def dapr_sidecar(
+    dapr_components: Path | None, dapr_sidecar_factory: SidecarFactory
+) -> Iterator[SidecarEndpoint]:
     """A sidecar for this test, with the in-process Dapr SDK pointed at it."""
     if dapr_components is None:
         endpoint = external_endpoint()

@@ -150,7 +150,9 @@ def external_mode(env: Mapping[str, str] | None = None) -> bool:
     return value == "external"
 
 
-def _component(name: str, component_type: str, metadata: Mapping[str, str] | None = None, scopes: list[str] | None = None) -> str:
+def _component(
+    name: str, component_type: str, metadata: Mapping[str, str] | None = None, scopes: list[str] | None = None
+) -> str:
     lines = [
         "apiVersion: dapr.io/v1alpha1",
         "kind: Component",
@@ -210,7 +212,11 @@ def write_components(
         if not openai_endpoint:
             raise ValueError("conversation 'openai' needs openai_endpoint")
         (folder / "conversation.yaml").write_text(
-            _component("llm", "conversation.openai", {"key": "scripted", "model": "scripted", "endpoint": openai_endpoint})
+            _component(
+                "llm",
+                "conversation.openai",
+                {"key": "scripted", "model": "scripted", "endpoint": openai_endpoint},
+            )
         )
     elif conversation is not None:
         raise ValueError(f"unknown conversation {conversation!r}; use 'echo' or 'openai'")
@@ -250,12 +256,18 @@ class RedisServer:
         self._process = subprocess.Popen(
             [
                 self.binary,  # type: ignore[list-item]
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", self._dir.name,
-                "--protected-mode", "yes",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self._dir.name,
+                "--protected-mode",
+                "yes",
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -265,7 +277,10 @@ class RedisServer:
             if self._process.poll() is not None:
                 error = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
                 raise RuntimeError(f"redis-server exited with {self._process.returncode}: {error}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock,
+            ):
                 sock.sendall(b"PING\r\n")
                 if sock.recv(16).startswith(b"+PONG"):
                     return self
@@ -314,11 +329,18 @@ class SidecarProcess:
         self.grpc_port = self.grpc_port or free_port()
         self.http_port = self.http_port or free_port()
         command = [
-            sys.executable, "-m", "dapr_agents.ext.devsidecar._cli", "run",
-            "--app-id", self.app_id,
-            "--dapr-grpc-port", str(self.grpc_port),
-            "--dapr-http-port", str(self.http_port),
-            "--log-level", "warn",
+            sys.executable,
+            "-m",
+            "dapr_agents.ext.devsidecar._cli",
+            "run",
+            "--app-id",
+            self.app_id,
+            "--dapr-grpc-port",
+            str(self.grpc_port),
+            "--dapr-http-port",
+            str(self.http_port),
+            "--log-level",
+            "warn",
         ]
         for path in self.resources_paths:
             command += ["--resources-path", str(path)]

@@ -1,0 +1,309 @@
+"""Pub/sub conformance through streaming subscriptions of the official sync and aio clients.
+
+daprd 1.18's rules for ``pubsub.in-memory``: every stream is a subscriber and gets every event;
+RETRY is redelivered only under a resiliency retry policy (``pubsub-retry`` has one, 2 retries),
+otherwise the event goes once to the dead-letter topic or is lost; DROP goes to the dead-letter
+topic when there is one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+
+import grpc
+import pytest
+from helpers import rpc_fails
+
+from dapr_agents.ext.devsidecar.testing import external_mode
+
+PUBSUB = "pubsub"
+
+
+@pytest.fixture
+def dapr_state_backend() -> str:
+    """Pub/sub does not depend on the state store: one backend is enough."""
+    return "external" if external_mode() else "in-memory"
+
+
+async def test_json_event_arrives_as_a_cloud_event(dapr, unique):
+    topic = f"{unique}-orders"
+    subscription = await dapr.subscribe(PUBSUB, topic)
+    await dapr.call(
+        "publish_event",
+        PUBSUB,
+        topic,
+        json.dumps({"order": 7, "items": ["a"]}),
+        data_content_type="application/json",
+    )
+    message = await subscription.next()
+    assert message.data() == {"order": 7, "items": ["a"]}
+    assert message.data_content_type() == "application/json"
+    assert message.type() == "com.dapr.event.sent"
+    assert message.spec_version() == "1.0"
+    assert message.source() == "test-app" or message.source()  # the publishing app id
+    assert message.topic() == topic
+    assert message.pubsub_name() == PUBSUB
+    assert re.fullmatch(r"[0-9a-f-]{36}", message.id())
+    extensions = message.extensions()
+    assert extensions["topic"] == topic
+    assert extensions["pubsubname"] == PUBSUB
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)", extensions["time"])
+    await subscription.respond(message, "success")
+
+
+async def test_text_and_binary_payloads(dapr, unique):
+    topic = f"{unique}-mixed"
+    subscription = await dapr.subscribe(PUBSUB, topic)
+    await dapr.call("publish_event", PUBSUB, topic, "plain words", data_content_type="text/plain")
+    text = await subscription.next()
+    assert text.raw_data() == b"plain words"
+    assert text.data() == "plain words"
+    await subscription.respond(text, "success")
+    await dapr.call(
+        "publish_event", PUBSUB, topic, b"\x00\xffbinary", data_content_type="application/octet-stream"
+    )
+    binary = await subscription.next()
+    assert binary.raw_data() == b"\x00\xffbinary"
+    assert binary.data_content_type() == "application/octet-stream"
+    await subscription.respond(binary, "success")
+
+
+async def test_cloudevent_metadata_overrides_envelope_fields(dapr, unique):
+    topic = f"{unique}-override"
+    subscription = await dapr.subscribe(PUBSUB, topic)
+    await dapr.call(
+        "publish_event",
+        PUBSUB,
+        topic,
+        json.dumps({"x": 1}),
+        data_content_type="application/json",
+        publish_metadata={
+            "cloudevent.id": f"{unique}-id",
+            "cloudevent.type": "OrderPlaced",
+            "cloudevent.source": "checkout",
+            "cloudevent.subject": "order-1",
+        },
+    )
+    message = await subscription.next()
+    assert message.id() == f"{unique}-id"
+    assert message.type() == "OrderPlaced"
+    assert message.source() == "checkout"
+    assert message.extensions()["subject"] == "order-1"
+    await subscription.respond(message, "success")
+
+
+async def test_every_subscriber_gets_every_event(dapr, unique):
+    topic = f"{unique}-fanout"
+    first = await dapr.subscribe(PUBSUB, topic)
+    second = await dapr.subscribe(PUBSUB, topic)
+    await dapr.call(
+        "publish_event", PUBSUB, topic, json.dumps({"n": 1}), data_content_type="application/json"
+    )
+    got_first, got_second = await first.next(), await second.next()
+    assert got_first.id() == got_second.id()
+    assert got_first.data() == got_second.data() == {"n": 1}
+    await first.respond(got_first, "success")
+    await second.respond(got_second, "success")
+
+
+async def test_retry_without_policy_goes_once_to_the_dead_letter_topic(dapr, unique):
+    topic, dead = f"{unique}-work", f"{unique}-dead"
+    dead_letters = await dapr.subscribe(PUBSUB, dead)
+    subscription = await dapr.subscribe(PUBSUB, topic, dead_letter_topic=dead)
+    await dapr.call(
+        "publish_event", PUBSUB, topic, json.dumps({"job": 1}), data_content_type="application/json"
+    )
+    message = await subscription.next()
+    await subscription.respond(message, "retry")
+    letter = await dead_letters.next()
+    assert letter.id() == message.id()
+    assert letter.data() == {"job": 1}
+    assert letter.topic() == dead
+    assert letter.extensions()["topic"] == topic  # the envelope keeps the original topic
+    await dead_letters.respond(letter, "success")
+    # Not redelivered: the next event on the stream is the next one published.
+    await dapr.call(
+        "publish_event", PUBSUB, topic, json.dumps({"job": 2}), data_content_type="application/json"
+    )
+    following = await subscription.next()
+    assert following.data() == {"job": 2}
+    await subscription.respond(following, "success")
+
+
+async def test_drop_goes_to_the_dead_letter_topic(dapr, unique):
+    topic, dead = f"{unique}-drop", f"{unique}-drop-dead"
+    dead_letters = await dapr.subscribe(PUBSUB, dead)
+    subscription = await dapr.subscribe(PUBSUB, topic, dead_letter_topic=dead)
+    await dapr.call("publish_event", PUBSUB, topic, "poison", data_content_type="text/plain")
+    message = await subscription.next()
+    await subscription.respond(message, "drop")
+    letter = await dead_letters.next()
+    assert letter.raw_data() == b"poison"
+    await dead_letters.respond(letter, "success")
+
+
+async def test_retry_is_redelivered_under_a_resiliency_policy_then_dead_lettered(dapr, unique):
+    topic, dead = f"{unique}-flaky", f"{unique}-flaky-dead"
+    dead_letters = await dapr.subscribe("pubsub-retry", dead)
+    subscription = await dapr.subscribe("pubsub-retry", topic, dead_letter_topic=dead)
+    await dapr.call(
+        "publish_event", "pubsub-retry", topic, json.dumps({"try": 1}), data_content_type="application/json"
+    )
+    ids = []
+    for _ in range(3):  # the first delivery plus maxRetries=2 redeliveries
+        message = await subscription.next()
+        ids.append(message.id())
+        await subscription.respond(message, "retry")
+    assert len(set(ids)) == 1
+    letter = await dead_letters.next()
+    assert letter.id() == ids[0]
+    await dead_letters.respond(letter, "success")
+
+
+async def test_retry_then_success_is_delivered_once_more_only(dapr, unique):
+    topic = f"{unique}-eventually"
+    subscription = await dapr.subscribe("pubsub-retry", topic)
+    await dapr.call("publish_event", "pubsub-retry", topic, "x", data_content_type="text/plain")
+    first = await subscription.next()
+    await subscription.respond(first, "retry")
+    second = await subscription.next()
+    assert second.id() == first.id()
+    await subscription.respond(second, "success")
+    await dapr.call("publish_event", "pubsub-retry", topic, "y", data_content_type="text/plain")
+    following = await subscription.next()
+    assert following.raw_data() == b"y"
+    await subscription.respond(following, "success")
+
+
+async def test_publishing_to_an_unknown_pubsub_is_refused(dapr):
+    with rpc_fails() as failure:
+        await dapr.call("publish_event", "no-such-pubsub", "t", "x")
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert failure.details == "pubsub no-such-pubsub is not found"
+    assert failure.reason == "DAPR_PUBSUB_NOT_FOUND"
+
+
+async def test_publishing_without_a_topic_is_refused(dapr):
+    with rpc_fails() as failure:
+        await dapr.call("publish_event", PUBSUB, "", "x")
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert failure.details == f"topic is empty in pubsub {PUBSUB}"
+
+
+async def test_raw_payload_is_delivered_as_is_to_a_raw_subscriber(dapr, unique):
+    topic = f"{unique}-raw"
+    subscription = await dapr.subscribe(PUBSUB, topic, metadata={"rawPayload": "true"})
+    await dapr.call("publish_event", PUBSUB, topic, b"\x01\x02raw", publish_metadata={"rawPayload": "true"})
+    message = await subscription.next()
+    assert message.raw_data() == b"\x01\x02raw"
+    assert message.data_content_type() == "application/octet-stream"
+    await subscription.respond(message, "success")
+
+
+async def test_an_invalid_raw_payload_flag_is_refused(dapr, unique):
+    with rpc_fails() as failure:
+        await dapr.call("publish_event", PUBSUB, f"{unique}-t", "x", publish_metadata={"rawPayload": "maybe"})
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert "rawPayload value must be a valid boolean: actual is 'maybe'" in failure.details
+
+
+async def test_invalid_json_travels_as_a_json_string(dapr, unique):
+    topic = f"{unique}-notjson"
+    subscription = await dapr.subscribe(PUBSUB, topic)
+    await dapr.call("publish_event", PUBSUB, topic, "{broken", data_content_type="application/json")
+    message = await subscription.next()
+    assert message.raw_data() == b'"{broken"'
+    await subscription.respond(message, "success")
+
+
+async def test_subscribing_to_an_unknown_pubsub_fails(dapr, unique):
+    with pytest.raises(Exception) as failure:
+        await dapr.subscribe("no-such-pubsub", f"{unique}-t")
+    assert "pubsub no-such-pubsub is not found" in str(failure.value) or "not found" in repr(
+        failure.value.__cause__
+    )
+
+
+async def test_bulk_publish_reaches_the_subscriber(dapr, unique):
+    if dapr.kind == "aio":
+        pytest.skip("the aio client has no publish_events")
+    topic = f"{unique}-bulk"
+    subscription = await dapr.subscribe(PUBSUB, topic)
+    # daprd publishes the entries in parallel and answers when all are handed over; the in-memory
+    # bus hands a subscriber one event at a time, so the call returns once the subscriber acked.
+    publishing = asyncio.ensure_future(
+        dapr.call(
+            "publish_events",
+            PUBSUB,
+            topic,
+            [json.dumps({"i": i}) for i in range(3)],
+            data_content_type="application/json",
+        )
+    )
+    received = []
+    for _ in range(3):
+        message = await subscription.next()
+        received.append(message.data()["i"])
+        await subscription.respond(message, "success")
+    response = await asyncio.wait_for(publishing, 5)
+    assert not response.failed_entries
+    assert sorted(received) == [0, 1, 2]
+
+
+async def test_a_ttl_sets_the_expiration(dapr, unique):
+    topic = f"{unique}-ttl"
+    subscription = await dapr.subscribe(PUBSUB, topic)
+    await dapr.call(
+        "publish_event",
+        PUBSUB,
+        topic,
+        "soon",
+        data_content_type="text/plain",
+        publish_metadata={"ttlInSeconds": "60"},
+    )
+    message = await subscription.next()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", message.extensions()["expiration"])
+    await subscription.respond(message, "success")
+
+
+async def test_base64_binary_round_trip_is_exact(dapr, unique):
+    topic = f"{unique}-b64"
+    payload = bytes(range(256))
+    subscription = await dapr.subscribe(PUBSUB, topic)
+    await dapr.call("publish_event", PUBSUB, topic, payload, data_content_type="application/octet-stream")
+    message = await subscription.next()
+    assert message.raw_data() == payload
+    assert base64.b64encode(message.raw_data()) == base64.b64encode(payload)
+    await subscription.respond(message, "success")
+
+
+async def test_events_published_before_subscribing_are_not_delivered(dapr, unique):
+    topic = f"{unique}-late"
+    await dapr.call("publish_event", PUBSUB, topic, "early", data_content_type="text/plain")
+    subscription = await dapr.subscribe(PUBSUB, topic)
+    await dapr.call("publish_event", PUBSUB, topic, "late", data_content_type="text/plain")
+    message = await subscription.next()
+    assert message.raw_data() == b"late"
+    await subscription.respond(message, "success")
+
+
+async def test_a_second_event_waits_for_the_first_acknowledgement(dapr, unique):
+    # daprd's in-memory bus gives a subscriber one event at a time: a publish blocks until the
+    # subscriber acknowledged the previous event.
+    topic = f"{unique}-serial"
+    subscription = await dapr.subscribe(PUBSUB, topic)
+    await dapr.call("publish_event", PUBSUB, topic, "one", data_content_type="text/plain")
+    first = await subscription.next()
+    second_publish = asyncio.ensure_future(
+        dapr.call("publish_event", PUBSUB, topic, "two", data_content_type="text/plain")
+    )
+    await asyncio.sleep(0.3)
+    assert not second_publish.done()
+    await subscription.respond(first, "success")
+    await asyncio.wait_for(second_publish, 5)
+    second = await subscription.next()
+    assert second.raw_data() == b"two"
+    await subscription.respond(second, "success")

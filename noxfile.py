@@ -1,0 +1,116 @@
+"""Sessions for the whole repository; every distribution is tested in its own virtualenv.
+
+    nox                       every test of every distribution, the namespace contract, samples, lint
+    nox -s demo               the main job (today: the dev sidecar quickstart)
+    nox -s "tests(devsidecar)"   one distribution
+    nox -s lowest             each distribution against the lowest versions its ranges allow
+
+Each distribution declares its test requirements in the ``test`` dependency group of its
+pyproject.toml; sessions install the distribution itself from its folder (a real wheel build,
+not an editable install), so tests run against what users install.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+DISTRIBUTIONS = {
+    path.parent.name.removeprefix("dapr-agents-ext-"): path.parent
+    for path in sorted(ROOT.glob("ext/*/pyproject.toml"))
+}
+DEVSIDECAR = ROOT / "ext" / "dapr-agents-ext-devsidecar"
+PYTHON = "3.11"
+
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_existing_virtualenvs = False
+nox.options.sessions = ["lint", "tests", "namespace", "samples", "lowest"]
+
+
+def _pyproject(folder: Path) -> dict:
+    return tomllib.loads((folder / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def _test_requirements(folder: Path) -> list[str]:
+    """The ``test`` dependency group, with local distributions referenced by path."""
+    requirements = []
+    for requirement in _pyproject(folder).get("dependency-groups", {}).get("test", []):
+        name = requirement.split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip()
+        local = ROOT / "ext" / name
+        requirements.append(str(local) + requirement[len(name) :] if local.is_dir() else requirement)
+    return requirements
+
+
+def _extras(folder: Path) -> str:
+    extras = sorted(_pyproject(folder).get("project", {}).get("optional-dependencies", {}))
+    return f"[{','.join(extras)}]" if extras else ""
+
+
+def _install_and_test(session: nox.Session, name: str, *install_args: str) -> None:
+    folder = DISTRIBUTIONS[name]
+    session.install(*install_args, f"{folder}{_extras(folder)}", *_test_requirements(folder))
+    session.chdir(folder)
+    session.run(
+        "pytest", *(session.posargs or ["-q", "-p", "no:cacheprovider"]), env={"PYTHONDONTWRITEBYTECODE": "1"}
+    )
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("name", list(DISTRIBUTIONS))
+def tests(session: nox.Session, name: str) -> None:
+    """Run one distribution's test suite in its own virtualenv."""
+    _install_and_test(session, name)
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("name", list(DISTRIBUTIONS))
+def lowest(session: nox.Session, name: str) -> None:
+    """The same suite with the lowest direct dependency versions the ranges admit."""
+    _install_and_test(session, name, "--resolution=lowest-direct")
+
+
+@nox.session(python=PYTHON)
+def namespace(session: nox.Session) -> None:
+    """Build every wheel and check the PEP 420 namespace contract (see namespace-tests/)."""
+    session.install("pytest")
+    for name, folder in DISTRIBUTIONS.items():
+        if name != "triggers":  # it brings dapr-agents, which owns dapr_agents/__init__.py
+            session.install(str(folder))
+    session.run("pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "namespace-tests"))
+
+
+@nox.session(python=PYTHON)
+def samples(session: nox.Session) -> None:
+    """Run every sample end to end against the dev sidecar and check its output."""
+    session.install(f"{DEVSIDECAR}[redis]", "pytest")
+    session.run("pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "samples"))
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """The main job: the dev sidecar with components/ running the quickstart sample."""
+    session.install(str(DEVSIDECAR))
+    workdir = session.create_tmp()
+    session.chdir(workdir)
+    session.run(
+        "dapr-devsidecar",
+        "run",
+        "--app-id",
+        "quickstart",
+        "--resources-path",
+        str(ROOT / "components"),
+        "--",
+        "python",
+        str(ROOT / "samples" / "quickstart" / "app.py"),
+    )
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff over the whole repository."""
+    session.install("ruff>=0.8")
+    session.run("ruff", "check", str(ROOT))
+    session.run("ruff", "format", "--check", str(ROOT))
