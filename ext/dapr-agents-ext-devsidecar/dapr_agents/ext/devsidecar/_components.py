@@ -14,7 +14,6 @@ warning, because a silently missing component is harder to debug than a refusal 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -27,6 +26,7 @@ from typing import Any
 import yaml
 
 from ._errors import ComponentError
+from ._gojson import encode as encode_go_json
 
 _log = logging.getLogger(__name__)
 
@@ -141,13 +141,13 @@ def _stringify(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, (dict, list)):
-        return json.dumps(value, separators=(",", ":"))
+        return encode_go_json(value).decode("utf-8")
     return str(value)
 
 
 def _placeholders(value: str, app_id: str, env: Mapping[str, str], where: str) -> str:
-    if "{uuid}" in value:
-        value = value.replace("{uuid}", str(uuid.uuid4()))
+    while "{uuid}" in value:  # daprd draws a new UUID for every occurrence
+        value = value.replace("{uuid}", str(uuid.uuid4()), 1)
     if "{podName}" in value:
         if not env.get("POD_NAME"):
             raise ComponentError(
@@ -162,10 +162,11 @@ def _placeholders(value: str, app_id: str, env: Mapping[str, str], where: str) -
 
 
 def _env_ref_allowed(name: str, env: Mapping[str, str]) -> bool:
-    if not name or " " in name or name == "APP_API_TOKEN" or name.startswith("DAPR_"):
+    upper = name.upper()  # daprd applies its deny rules to the upper-cased name
+    if not name or " " in name or upper == "APP_API_TOKEN" or upper.startswith("DAPR_"):
         return False
-    allow = env.get("DAPR_ENV_KEYS")
-    return allow is None or name in allow.split()
+    allow = env.get("DAPR_ENV_KEYS", "")
+    return not allow.strip() or name in allow.split()
 
 
 def _parse_metadata(items: Any, app_id: str, env: Mapping[str, str], where: str) -> dict[str, str]:
@@ -225,7 +226,11 @@ def _parse_component(
     if scopes and app_id not in scopes:
         _log.debug("%s is scoped to %s; skipped for app %r", where, scopes, app_id)
         return name, None
-    version = _stringify(spec.get("version") or "")
+    # daprd lower-cases type and version, and takes "", "v0" and "v1" as a component's first version.
+    comp_type = comp_type.lower()
+    version = _stringify(spec.get("version") or "").lower()
+    if version in {"", "v0"}:
+        version = "v1"
     if comp_type not in SUPPORTED_TYPES:
         raise ComponentError(
             f"{where} has type {comp_type!r}, which the dev sidecar does not support; "
@@ -323,15 +328,21 @@ def parse_documents(
         if doc.get("apiVersion") != API_VERSION:
             continue
         if doc.get("kind") == "Component":
-            name, component = _parse_component(doc, index, source, app_id, env)
-            # daprd checks duplicates before the scope filter, so scoped-out twins still clash.
-            if name in seen:
+            manifest_namespace = str((doc.get("metadata") or {}).get("namespace") or "")
+            namespace = env.get("NAMESPACE", "")
+            if namespace and manifest_namespace and manifest_namespace != namespace:
+                continue  # daprd only loads the components of its own namespace
+            name = str((doc.get("metadata") or {}).get("name") or "")
+            # daprd compares each document with the components kept so far, before the scope
+            # filter: an out-of-scope twin of a kept component clashes, the reverse does not.
+            if name and name in seen:
                 raise ComponentError(
                     f"component name {name!r} is defined twice: in {seen[name]} and in {source}; "
                     "names must be unique"
                 )
-            seen[name] = source
+            _, component = _parse_component(doc, index, source, app_id, env)
             if component is not None:
+                seen[name] = source
                 resources.components.append(component)
         elif doc.get("kind") == "Resiliency":
             _parse_resiliency(doc, source, app_id, resources)

@@ -35,7 +35,8 @@ MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 def _key_prefix(component: Component, app_id: str, namespace: str) -> str | None:
     # daprd lower-cases the value, so a literal prefix "MyApp" stores keys as "myapp||key".
-    strategy = (component.metadata_value("keyPrefix") or "appid").lower()
+    configured = component.metadata_value("keyPrefix")
+    strategy = ("appid" if configured is None else configured).lower()
     lowered = strategy
     if lowered == "appid":
         return app_id or None
@@ -234,7 +235,7 @@ class DevSidecar:
             await self._server.stop(None)
             await self._close_components()
             raise
-        _log.info(
+        _log.debug(
             "dev sidecar for app %r serving gRPC on %s and HTTP on %s with %d component(s)",
             self.app_id,
             self.grpc_address,

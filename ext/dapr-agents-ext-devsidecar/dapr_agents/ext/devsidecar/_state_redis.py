@@ -77,8 +77,6 @@ for i = 1, n do
     redis.call("HSET", key, "data", data)
     if string.find(flags, "f", 1, true) then
       redis.call("HSET", key, "first-write", 0)
-    else
-      redis.call("HDEL", key, "first-write")
     end
     redis.call("HINCRBY", key, "version", 1)
     if ttl ~= "" then
