@@ -2,7 +2,7 @@
 
     nox                       every test of every distribution, the namespace contract, samples, lint
     nox -s demo               the main job (today: the dev sidecar quickstart)
-    nox -s "tests(devsidecar)"   one distribution
+    nox -s "tests(devsidecar)"  one distribution
     nox -s lowest             each distribution against the lowest versions its ranges allow
 
 Each distribution declares its test requirements in the ``test`` dependency group of its
@@ -27,7 +27,7 @@ PYTHON = "3.11"
 
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = False
-nox.options.sessions = ["lint", "tests", "namespace", "samples", "lowest"]
+nox.options.sessions = ["lint", "typecheck", "tests", "namespace", "samples", "lowest"]
 
 
 def _pyproject(folder: Path) -> dict:
@@ -59,14 +59,14 @@ def _install_and_test(session: nox.Session, name: str, *install_args: str) -> No
 
 
 @nox.session(python=PYTHON)
-@nox.parametrize("name", list(DISTRIBUTIONS))
+@nox.parametrize("name", list(DISTRIBUTIONS), ids=list(DISTRIBUTIONS))
 def tests(session: nox.Session, name: str) -> None:
     """Run one distribution's test suite in its own virtualenv."""
     _install_and_test(session, name)
 
 
 @nox.session(python=PYTHON)
-@nox.parametrize("name", list(DISTRIBUTIONS))
+@nox.parametrize("name", list(DISTRIBUTIONS), ids=list(DISTRIBUTIONS))
 def lowest(session: nox.Session, name: str) -> None:
     """The same suite with the lowest direct dependency versions the ranges admit."""
     _install_and_test(session, name, "--resolution=lowest-direct")
@@ -105,6 +105,18 @@ def demo(session: nox.Session) -> None:
         "--",
         "python",
         str(ROOT / "samples" / "quickstart" / "app.py"),
+    )
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("name", list(DISTRIBUTIONS), ids=list(DISTRIBUTIONS))
+def typecheck(session: nox.Session, name: str) -> None:
+    """mypy over one distribution's package, with its dependencies installed."""
+    folder = DISTRIBUTIONS[name]
+    session.install(f"{folder}{_extras(folder)}", "mypy>=1.13", "types-PyYAML")
+    session.chdir(folder)
+    session.run(
+        "mypy", "--namespace-packages", "--explicit-package-bases", "--ignore-missing-imports", "dapr_agents"
     )
 
 

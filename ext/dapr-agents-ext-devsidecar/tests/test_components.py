@@ -913,3 +913,16 @@ def test_the_first_write_marker_survives_later_writes_like_daprd(redis_folder, r
         with rpc_fails():
             client.save_state("statestore", "guarded", "g3")
         assert raw_redis.hget("redis-app||guarded", "data") == b"g2"
+
+
+def test_the_external_components_folder_loads_and_matches_the_fixture_names() -> None:
+    folder = Path(__file__).parent / "external-components"
+    resources = load_resources([folder], app_id="test-app", env={})
+    assert {c.name: c.type for c in resources.components} == {
+        "statestore": "state.in-memory",
+        "pubsub": "pubsub.in-memory",
+        "pubsub-retry": "pubsub.in-memory",
+        "llm": "conversation.echo",
+    }
+    assert resources.inbound["pubsub-retry"].retry is not None
+    assert resources.inbound["pubsub-retry"].retry.max_retries == 2

@@ -13,6 +13,7 @@ import re
 import time
 
 import grpc
+import pytest
 from dapr.clients.exceptions import DaprGrpcError, DaprInternalError
 from dapr.clients.grpc._request import TransactionalStateOperation, TransactionOperationType
 from dapr.clients.grpc._state import Concurrency, StateOptions
@@ -313,3 +314,33 @@ async def test_save_bulk_state_reports_every_etag_conflict(dapr, unique):
     )
     bulk = await dapr.call("get_bulk_state", STORE, [f"{unique}-x", f"{unique}-y"])
     assert {item.data for item in bulk.items} == {b"3"}
+
+
+def test_delete_bulk_state_deletes_every_key_and_checks_etags(raw_stub, unique):
+    from dapr.proto.common.v1 import common_pb2
+
+    keys = [f"{unique}-db-{i}" for i in range(3)]
+    raw_stub.SaveState(
+        state_pb2.SaveStateRequest(store_name=STORE, states=[{"key": k, "value": b"v"} for k in keys]),
+        metadata=raw_stub.call_metadata,
+    )
+    with pytest.raises(grpc.RpcError) as failure:
+        raw_stub.DeleteBulkState(
+            state_pb2.DeleteBulkStateRequest(
+                store_name=STORE,
+                states=[common_pb2.StateItem(key=keys[0], etag=common_pb2.Etag(value="4242"))],
+            ),
+            metadata=raw_stub.call_metadata,
+        )
+    assert failure.value.code() == grpc.StatusCode.ABORTED
+    assert failure.value.details().startswith(f"failed deleting state in state store {STORE}: ")
+    raw_stub.DeleteBulkState(
+        state_pb2.DeleteBulkStateRequest(
+            store_name=STORE, states=[common_pb2.StateItem(key=k) for k in keys]
+        ),
+        metadata=raw_stub.call_metadata,
+    )
+    bulk = raw_stub.GetBulkState(
+        state_pb2.GetBulkStateRequest(store_name=STORE, keys=keys), metadata=raw_stub.call_metadata
+    )
+    assert [item.data for item in bulk.items] == [b"", b"", b""]

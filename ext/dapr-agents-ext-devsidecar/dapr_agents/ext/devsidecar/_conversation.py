@@ -69,6 +69,8 @@ def _text(parts: Any) -> str:
 def _echo_texts(message: ai_pb2.ConversationMessage) -> list[str]:
     """The text elements daprd's echo component collects from one message, in order."""
     kind = message.WhichOneof("message_types")
+    if kind is None:  # rejected earlier by validate_alpha2
+        return []
     body = getattr(message, kind)
     if kind == "of_tool":
         return [

@@ -39,12 +39,12 @@ class HttpApiServer:
         self._port = port
         self._token = api_token
         self._metadata = metadata
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
         self._connections: set[asyncio.StreamWriter] = set()
 
     @property
     def port(self) -> int:
-        if self._server is None:
+        if not isinstance(self._server, asyncio.Server):
             return self._port
         return int(self._server.sockets[0].getsockname()[1])
 

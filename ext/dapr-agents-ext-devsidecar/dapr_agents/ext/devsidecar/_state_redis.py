@@ -223,4 +223,4 @@ class RedisStateBackend(StateBackend):
             await self._apply(ops, in_transaction=True)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._client.aclose()  # type: ignore[attr-defined]  # redis-py >= 5
