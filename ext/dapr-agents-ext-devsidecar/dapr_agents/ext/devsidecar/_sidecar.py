@@ -11,9 +11,11 @@ import logging
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 import grpc
+from dapr.ext.workflow._durabletask.internal.orchestrator_service_pb2_grpc import (
+    add_TaskHubSidecarServiceServicer_to_server,
+)
 from dapr.proto.runtime.v1 import dapr_pb2_grpc
 
 from ._api import DAPR_RUNTIME_VERSION, DaprApi, StateStoreEntry
@@ -25,6 +27,8 @@ from ._http import HttpApiServer
 from ._pubsub import InMemoryPubSub
 from ._state import StateBackend
 from ._state_memory import InMemoryStateBackend
+from ._workflow import WorkflowEngine
+from ._workflow_api import TaskHubApi
 from .testing import SidecarEndpoint
 
 _log = logging.getLogger(__name__)
@@ -121,7 +125,7 @@ class DevSidecar:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
-        self._extra_servicers: list[Any] = []
+        self._engine: WorkflowEngine | None = None
 
     # -- addresses ----------------------------------------------------------------------------
 
@@ -198,12 +202,32 @@ class DevSidecar:
         except BaseException:
             await self._close_components()
             raise
+        actor_stores = [c for c in self.components if c.category == "state" and c.flag("actorStateStore")]
+        if len(actor_stores) > 1:
+            await self._close_components()
+            raise ComponentError(
+                "only one state store may set actorStateStore; found "
+                + ", ".join(f"{c.name!r} ({c.source})" for c in actor_stores)
+            )
+        if actor_stores:
+            self._engine = WorkflowEngine(
+                app_id=self.app_id,
+                backend=self._stores[actor_stores[0].name].backend,
+                namespace=self.namespace,
+            )
+            try:
+                await self._engine.start()
+            except BaseException:
+                await self._close_components()
+                raise
+        engine = self._engine
         self._api = DaprApi(
             app_id=self.app_id,
             state_stores=self._stores,
             pubsubs=self._pubsubs,
             conversations=conversations,
             components=self._registered_components(),
+            connected_workers=lambda: engine.connected_workers if engine is not None else 0,
         )
         interceptors = [ApiTokenInterceptor(self.api_token)] if self.api_token else []
         self._server = grpc.aio.server(
@@ -215,8 +239,7 @@ class DevSidecar:
             ],
         )
         dapr_pb2_grpc.add_DaprServicer_to_server(self._api, self._server)
-        for register in self._extra_servicers:
-            register(self._server)
+        add_TaskHubSidecarServiceServicer_to_server(TaskHubApi(self._engine), self._server)
         port = self._server.add_insecure_port(f"{self.host}:{self._requested_grpc_port}")
         if port == 0:
             await self._close_components()
@@ -257,9 +280,12 @@ class DevSidecar:
         if self._http is not None:
             await self._http.stop()
             self._http = None
+        if self._engine is not None:
+            await self._engine.stop()
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
+        self._engine = None
         await self._close_components()
         self._stores.clear()
         self._pubsubs.clear()
