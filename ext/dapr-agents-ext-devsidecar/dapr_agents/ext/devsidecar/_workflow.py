@@ -34,7 +34,7 @@ from typing import Any
 import dapr.ext.workflow._durabletask.internal.protos as pb
 from google.protobuf import timestamp_pb2, wrappers_pb2
 
-from ._errors import DevSidecarError
+from ._errors import DevSidecarError, EtagMismatchError
 from ._state import DeleteOp, SetOp, StateBackend, StateOp
 
 _log = logging.getLogger(__name__)
@@ -53,6 +53,9 @@ TERMINAL = frozenset({COMPLETED, FAILED, CANCELED, TERMINATED})
 #: Timers further out than this are never armed (the SDK's "wait forever" sentinel is 9999-12-31).
 _FOREVER_SECONDS = 365 * 24 * 3600
 _MAX_CONTINUE_AS_NEW = 20
+#: Raw key of an app's cross-app mailbox in the shared actor state store.
+MAILBOX = "dapr.devsidecar.workflow-mailbox"
+_MAILBOX_POLL_SECONDS = 0.1
 
 
 class WorkflowError(DevSidecarError):
@@ -133,6 +136,11 @@ class WorkflowEngine:
         self._dispatcher: asyncio.Task[None] | None = None
         self._worker_joined = asyncio.Event()
         self._round_robin = 0
+        # Cross-app work this app executes for others: (instance id, task id) -> mailbox message.
+        self._remote_activities: dict[tuple[str, int], dict[str, Any]] = {}
+        self._handling: set[str] = set()
+        self._poller: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[Any]] = set()
 
     # -- keys and persistence -------------------------------------------------------------------
 
@@ -209,11 +217,23 @@ class WorkflowEngine:
                     continue
                 self._active.add(instance_id)
                 self._resume(instance)
-        self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch_loop())
+        loop = asyncio.get_running_loop()
+        self._dispatcher = loop.create_task(self._dispatch_loop())
+        self._poller = loop.create_task(self._poll_mailbox())
+        for instance in list(self._instances.values()):
+            if instance.meta.get("outbox"):
+                self._spawn(self._flush_outbox(instance))
+
+    def _spawn(self, coroutine: Any) -> None:
+        # The loop only keeps weak references to tasks: hold them until they finish.
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _resume(self, instance: Instance) -> None:
-        for task_id in instance.meta["activities"]:
-            self._ready.put_nowait(("activity", (instance.id, int(task_id))))
+        for task_id, record in instance.meta["activities"].items():
+            if not record.get("app"):
+                self._ready.put_nowait(("activity", (instance.id, int(task_id))))
         for timer_id, fire_at in instance.meta["timers"].items():
             self._arm_timer(instance, int(timer_id), float(fire_at))
         scheduled = instance.meta.get("scheduledStart")
@@ -223,15 +243,20 @@ class WorkflowEngine:
             self._enqueue_turn(instance)
 
     async def stop(self) -> None:
-        if self._dispatcher is not None:
-            self._dispatcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._dispatcher
+        for task in (self._dispatcher, self._poller):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for instance in self._instances.values():
             for handle in instance.timers.values():
                 handle.cancel()
             if instance.start_handle is not None:
                 instance.start_handle.cancel()
+        for task in list(self._background):
+            task.cancel()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
         for worker in self._workers:
             worker.queue.put_nowait(None)
 
@@ -302,6 +327,20 @@ class WorkflowEngine:
             )
             return pb.WorkItem(workflowRequest=request)
         instance_id, task_id = payload
+        remote = self._remote_activities.get((instance_id, task_id))
+        if remote is not None:
+            worker.activities.add((instance_id, task_id))
+            return pb.WorkItem(
+                activityRequest=pb.ActivityRequest(
+                    name=remote["name"],
+                    input=_string(remote.get("input")),
+                    workflowInstance=pb.WorkflowInstance(
+                        instanceId=instance_id, executionId=_string(remote.get("executionId"))
+                    ),
+                    taskId=task_id,
+                    taskExecutionId=remote.get("taskExecutionId", ""),
+                )
+            )
         instance = self._instances.get(instance_id)
         if instance is None or str(task_id) not in instance.meta["activities"] or instance.status in TERMINAL:
             return None
@@ -397,7 +436,14 @@ class WorkflowEngine:
         async with instance.lock:
             await self._add_events(
                 instance,
-                [pb.HistoryEvent(eventId=-1, timestamp=_now_ts(), executionStarted=started)],
+                [
+                    pb.HistoryEvent(
+                        eventId=-1,
+                        timestamp=_now_ts(),
+                        executionStarted=started,
+                        router=pb.TaskRouter(sourceAppID=self.app_id),
+                    )
+                ],
                 [self._index_op()],
             )
         if scheduled and scheduled > time.time():
@@ -512,6 +558,17 @@ class WorkflowEngine:
     async def complete_activity(
         self, response: pb.ActivityResponse, worker: WorkerStream | None = None
     ) -> None:
+        remote = self._remote_activities.pop((response.instanceId, response.taskId), None)
+        if remote is not None:
+            for stream in self._workers:
+                stream.activities.discard((response.instanceId, response.taskId))
+            await self._post(
+                remote["from"],
+                {"id": f"result:{remote['id']}", "kind": "activity-result", "response": _b64(response)},
+            )
+            await self._ack([remote["id"]])
+            self._handling.discard(remote["id"])
+            return
         instance = self._instances.get(response.instanceId)
         if instance is None:
             _log.info("activity result for unknown workflow %r ignored", response.instanceId)
@@ -553,7 +610,7 @@ class WorkflowEngine:
             return  # "wait forever" sentinels are recorded, never armed
         loop = asyncio.get_running_loop()
         instance.timers[timer_id] = loop.call_later(
-            max(0.0, delay), lambda: loop.create_task(self._fire_timer(instance.id, timer_id))
+            max(0.0, delay), lambda: self._spawn(self._fire_timer(instance.id, timer_id))
         )
 
     async def _fire_timer(self, instance_id: str, timer_id: int) -> None:
@@ -631,12 +688,32 @@ class WorkflowEngine:
                 if task.HasField("router"):
                     event.router.CopyFrom(task.router)
                 history.append(event)
-                meta["activities"][str(action.id)] = {
+                record = {
                     "name": task.name,
                     "input": task.input.value if task.HasField("input") else None,
                     "taskExecutionId": task.taskExecutionId,
                 }
-                after.append(("activity", action.id))
+                target = task.router.targetAppID if task.HasField("router") else ""
+                if target and target != self.app_id:
+                    # Another app's worker runs it: the request travels through that app's
+                    # mailbox, sent from this instance's outbox once the turn is committed.
+                    record["app"] = target
+                    self._outbox(
+                        instance,
+                        target,
+                        {
+                            "id": f"activity:{self.app_id}:{instance.id}:{meta.get('executionId')}:{action.id}",
+                            "kind": "activity",
+                            "from": self.app_id,
+                            "instanceId": instance.id,
+                            "executionId": meta.get("executionId"),
+                            "taskId": action.id,
+                            **record,
+                        },
+                    )
+                else:
+                    after.append(("activity", action.id))
+                meta["activities"][str(action.id)] = record
             elif kind == "createTimer":
                 timer = action.createTimer
                 created = pb.TimerCreatedEvent(fireAt=timer.fireAt, name=timer.name)
@@ -666,7 +743,24 @@ class WorkflowEngine:
                     event.router.CopyFrom(child.router)
                 history.append(event)
                 meta["children"].append(child.instanceId)
-                after.append(("child", action.id, child))
+                target = child.router.targetAppID if child.HasField("router") else ""
+                if target and target != self.app_id:
+                    self._outbox(
+                        instance,
+                        target,
+                        {
+                            "id": f"child:{self.app_id}:{instance.id}:{meta.get('executionId')}:{action.id}",
+                            "kind": "child-start",
+                            "from": self.app_id,
+                            "parentId": instance.id,
+                            "parentName": meta["name"],
+                            "parentExecutionId": meta.get("executionId"),
+                            "taskId": action.id,
+                            "action": _b64(child),
+                        },
+                    )
+                else:
+                    after.append(("child", action.id, child))
             elif kind == "completeWorkflow":
                 done = action.completeWorkflow
                 if done.workflowStatus == CONTINUED_AS_NEW:
@@ -741,7 +835,19 @@ class WorkflowEngine:
             self._active.discard(instance.id)
             ops.append(self._index_op())
             parent_info = meta.get("parent")
-            if parent_info:
+            if parent_info and parent_info.get("appId", self.app_id) != self.app_id:
+                self._outbox(
+                    instance,
+                    parent_info["appId"],
+                    {
+                        "id": f"done:{self.app_id}:{instance.id}:{meta.get('executionId')}",
+                        "kind": "child-done",
+                        "parent": parent_info,
+                        "childId": instance.id,
+                        "completion": _b64(completion),
+                    },
+                )
+            elif parent_info:
                 after.append(("notify-parent", parent_info, completion))
         meta["updatedAt"] = time.time()
         ops.append(self._meta_op(instance))
@@ -772,6 +878,8 @@ class WorkflowEngine:
                 follow_ups.append(self._notify_parent(instance, effect[1], effect[2]))
             elif effect[0] == "terminate-children":
                 follow_ups.append(self._terminate_children(list(meta["children"]), effect[1]))
+        if meta.get("outbox"):
+            follow_ups.append(self._flush_outbox(instance))
         instance.notify()
         if instance.inbox and instance.status not in TERMINAL:
             self._enqueue_turn(instance)
@@ -809,7 +917,12 @@ class WorkflowEngine:
         if original is not None and original.HasField("parentInstance"):
             started.parentInstance.CopyFrom(original.parentInstance)
         fresh = [
-            pb.HistoryEvent(eventId=-1, timestamp=_now_ts(), executionStarted=started),
+            pb.HistoryEvent(
+                eventId=-1,
+                timestamp=_now_ts(),
+                executionStarted=started,
+                router=pb.TaskRouter(sourceAppID=self.app_id),
+            ),
             *action.carryoverEvents,
         ]
         inbox: list[tuple[int, pb.HistoryEvent]] = []
@@ -825,10 +938,32 @@ class WorkflowEngine:
     async def _prepare_child(
         self, parent: Instance, task_id: int, action: pb.CreateChildWorkflowAction, ops: list[StateOp]
     ) -> Instance | None:
+        parent_info = {
+            "instanceId": parent.id,
+            "taskScheduledId": task_id,
+            "name": parent.meta["name"],
+            "appId": self.app_id,
+        }
+        return await self._new_child(action, parent_info, parent.meta.get("executionId"), ops)
+
+    async def _new_child(
+        self,
+        action: pb.CreateChildWorkflowAction,
+        parent_info: dict[str, Any],
+        parent_execution_id: str | None,
+        ops: list[StateOp],
+    ) -> Instance | None:
+        """Add the operations creating a child instance owned by this app to ``ops``."""
         child_id = action.instanceId
         existing = await self._instance(child_id)
-        if existing is not None and existing.status not in TERMINAL:
-            _log.warning("child workflow %r of %r already running; not started again", child_id, parent.id)
+        if existing is not None and (
+            existing.status not in TERMINAL or existing.meta.get("parent") == parent_info
+        ):
+            _log.info(
+                "child workflow %r of %r exists already; not started again",
+                child_id,
+                parent_info["instanceId"],
+            )
             return None
         if existing is not None:
             ops += [
@@ -851,7 +986,7 @@ class WorkflowEngine:
                 "completedAt": None,
                 "executionId": execution_id,
                 "scheduledStart": None,
-                "parent": {"instanceId": parent.id, "taskScheduledId": task_id, "name": parent.meta["name"]},
+                "parent": parent_info,
                 "historyLength": 0,
                 "inbox": [0],
                 "inboxNext": 1,
@@ -866,15 +1001,18 @@ class WorkflowEngine:
             input=action.input if action.HasField("input") else None,
             workflowInstance=pb.WorkflowInstance(instanceId=child_id, executionId=_string(execution_id)),
             parentInstance=pb.ParentInstanceInfo(
-                taskScheduledId=task_id,
-                name=_string(parent.meta["name"]),
+                taskScheduledId=int(parent_info["taskScheduledId"]),
+                name=_string(parent_info["name"]),
                 workflowInstance=pb.WorkflowInstance(
-                    instanceId=parent.id, executionId=_string(parent.meta.get("executionId"))
+                    instanceId=parent_info["instanceId"], executionId=_string(parent_execution_id)
                 ),
-                appID=self.app_id,
+                appID=parent_info["appId"],
             ),
         )
-        event = pb.HistoryEvent(eventId=-1, timestamp=_now_ts(), executionStarted=started)
+        router = pb.TaskRouter(sourceAppID=parent_info["appId"])
+        if parent_info["appId"] != self.app_id:
+            router.targetAppID = self.app_id
+        event = pb.HistoryEvent(eventId=-1, timestamp=_now_ts(), executionStarted=started, router=router)
         child.inbox = [(0, event)]
         ops.append(SetOp(key=self._key(child_id, "inbox-000000"), value=event.SerializeToString()))
         ops.append(self._meta_op(child))
@@ -922,7 +1060,138 @@ class WorkflowEngine:
         async with parent.lock:
             if parent.status in TERMINAL:
                 return
+            seen = [
+                e
+                for e in parent.history + [e for _, e in parent.inbox]
+                if (
+                    e.HasField("childWorkflowInstanceCompleted")
+                    and e.childWorkflowInstanceCompleted.taskScheduledId == task_id
+                )
+                or (
+                    e.HasField("childWorkflowInstanceFailed")
+                    and e.childWorkflowInstanceFailed.taskScheduledId == task_id
+                )
+            ]
+            if seen:
+                return  # a re-sent completion (cross-app delivery is at least once)
             await self._add_events(parent, [event])
+
+    # -- cross-app routing ----------------------------------------------------------------------
+    #
+    # Apps sharing one actor state store reach each other through per-app mailboxes in it: a turn
+    # that targets another app (router.targetAppID) records the message in its instance's
+    # outbox, committed with the turn; once committed it is appended to the target's mailbox
+    # (etag-guarded, deduplicated by message id) and dropped from the outbox. Each sidecar polls
+    # its own mailbox and acknowledges a message only after acting on it, so a crash on either
+    # side re-sends or re-reads it: delivery is at least once, and every handler is idempotent.
+
+    def _mailbox_key(self, app_id: str) -> str:
+        return f"{MAILBOX}||{app_id}"
+
+    def _outbox(self, instance: Instance, app_id: str, message: dict[str, Any]) -> None:
+        instance.meta.setdefault("outbox", []).append({"to": app_id, "message": message})
+
+    async def _flush_outbox(self, instance: Instance) -> None:
+        pending = list(instance.meta.get("outbox") or [])
+        for entry in pending:
+            await self._post(entry["to"], entry["message"])
+        async with instance.lock:
+            sent = {entry["message"]["id"] for entry in pending}
+            instance.meta["outbox"] = [
+                e for e in instance.meta.get("outbox") or [] if e["message"]["id"] not in sent
+            ]
+            if instance.id in self._instances:
+                await self._backend.set(self._meta_op(instance))
+
+    async def _update_mailbox(self, app_id: str, change: Any) -> None:
+        key = self._mailbox_key(app_id)
+        for attempt in range(100):
+            current = await self._backend.get(key)
+            messages = json.loads(current.value) if current is not None else []
+            updated = change(messages)
+            if updated is None:
+                return
+            try:
+                await self._backend.set(
+                    SetOp(
+                        key=key,
+                        value=json.dumps(updated).encode(),
+                        etag=current.etag if current is not None else None,
+                        first_write=current is None,
+                    )
+                )
+                return
+            except EtagMismatchError:
+                await asyncio.sleep(0.005 * (attempt + 1))
+        raise WorkflowError(
+            f"mailbox of app {app_id!r} stayed contended; message not delivered", "UNAVAILABLE"
+        )
+
+    async def _post(self, app_id: str, message: dict[str, Any]) -> None:
+        def append(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+            if any(m["id"] == message["id"] for m in messages):
+                return None
+            return [*messages, message]
+
+        await self._update_mailbox(app_id, append)
+
+    async def _ack(self, ids: list[str]) -> None:
+        gone = set(ids)
+
+        def remove(messages: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+            kept = [m for m in messages if m["id"] not in gone]
+            return None if len(kept) == len(messages) else kept
+
+        await self._update_mailbox(self.app_id, remove)
+
+    async def _poll_mailbox(self) -> None:
+        key = self._mailbox_key(self.app_id)
+        while True:
+            try:
+                item = await self._backend.get(key)
+                for message in json.loads(item.value) if item is not None else []:
+                    if message["id"] not in self._handling:
+                        self._handling.add(message["id"])
+                        await self._handle(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # keep polling: the message stays in the mailbox for the next round
+                _log.exception("handling the workflow mailbox of app %r failed", self.app_id)
+            await asyncio.sleep(_MAILBOX_POLL_SECONDS)
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        kind = message["kind"]
+        if kind == "activity":
+            # Acknowledged only when the result has been posted back (complete_activity).
+            self._remote_activities[(message["instanceId"], int(message["taskId"]))] = message
+            self._ready.put_nowait(("activity", (message["instanceId"], int(message["taskId"]))))
+            return
+        if kind == "activity-result":
+            response = pb.ActivityResponse()
+            response.ParseFromString(base64.b64decode(message["response"]))
+            await self.complete_activity(response)
+        elif kind == "child-start":
+            action = pb.CreateChildWorkflowAction()
+            action.ParseFromString(base64.b64decode(message["action"]))
+            parent_info = {
+                "instanceId": message["parentId"],
+                "taskScheduledId": int(message["taskId"]),
+                "name": message["parentName"],
+                "appId": message["from"],
+            }
+            ops: list[StateOp] = []
+            child = await self._new_child(action, parent_info, message.get("parentExecutionId"), ops)
+            if child is not None:
+                await self._backend.transact(ops)
+                self._instances[child.id] = child
+                self._enqueue_turn(child)
+        elif kind == "child-done":
+            completion = pb.CompleteWorkflowAction()
+            completion.ParseFromString(base64.b64decode(message["completion"]))
+            child = Instance(id=message["childId"], meta={})
+            await self._notify_parent(child, message["parent"], completion)
+        await self._ack([message["id"]])
+        self._handling.discard(message["id"])
 
     # -- state for clients ----------------------------------------------------------------------
 

@@ -1,0 +1,78 @@
+"""Two apps, each with its own sidecar, sharing one durable actor state store: activities and
+child workflows routed with ``app_id=`` run on the other app's worker (dapr-agents' agent teams
+call each other this way)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import dapr.ext.workflow as wf
+import pytest
+
+from dapr_agents.ext.devsidecar import DevSidecar
+from dapr_agents.ext.devsidecar.testing import write_components
+
+pytestmark = pytest.mark.devsidecar_only
+
+
+@pytest.fixture
+def two_apps(
+    tmp_path: Path, dapr_state_backend: str, request: pytest.FixtureRequest
+) -> Iterator[tuple[DevSidecar, DevSidecar]]:
+    if dapr_state_backend == "in-memory":
+        pytest.skip("apps can only share a durable store (SQLite or Redis)")
+    redis_address = request.getfixturevalue("redis_server").address if dapr_state_backend == "redis" else None
+    folder = write_components(
+        tmp_path / "components",
+        state_backend=dapr_state_backend,
+        sqlite_path=tmp_path / "shared.db",
+        redis_address=redis_address,
+    )
+    with (
+        DevSidecar(app_id="orchestrator", resources_paths=[folder]) as first,
+        DevSidecar(app_id="specialist", resources_paths=[folder]) as second,
+    ):
+        yield first, second
+
+
+def test_activities_and_child_workflows_cross_apps(two_apps: tuple[DevSidecar, DevSidecar]) -> None:
+    orchestrator_sidecar, specialist_sidecar = two_apps
+    seen: list[str] = []
+
+    orchestrator = wf.WorkflowRuntime(host="127.0.0.1", port=str(orchestrator_sidecar.grpc_port))
+    specialist = wf.WorkflowRuntime(host="127.0.0.1", port=str(specialist_sidecar.grpc_port))
+
+    def translate(ctx: Any, text: str) -> str:
+        seen.append(f"translate:{text}")
+        return text.upper()
+
+    def review(ctx: wf.DaprWorkflowContext, text: str) -> Any:
+        translated = yield ctx.call_activity("translate", input=text)
+        return f"reviewed {translated}"
+
+    def lead(ctx: wf.DaprWorkflowContext, text: str) -> Any:
+        direct = yield ctx.call_activity("translate", input=text, app_id="specialist")
+        nested = yield ctx.call_child_workflow("review", input=text, app_id="specialist")
+        return [direct, nested]
+
+    specialist.register_activity(translate, name="translate")
+    specialist.register_workflow(review, name="review")
+    orchestrator.register_workflow(lead, name="lead")
+    specialist.start()
+    orchestrator.start()
+    try:
+        client = wf.DaprWorkflowClient(host="127.0.0.1", port=str(orchestrator_sidecar.grpc_port))
+        instance = client.schedule_new_workflow("lead", input="hola", instance_id="team-1")
+        state = client.wait_for_workflow_completion(instance, timeout_in_seconds=60)
+        assert state is not None
+        assert state.runtime_status == wf.WorkflowStatus.COMPLETED, state.failure_details
+        assert state.serialized_output == '["HOLA", "reviewed HOLA"]'
+        assert seen == ["translate:hola", "translate:hola"]
+        specialist_client = wf.DaprWorkflowClient(host="127.0.0.1", port=str(specialist_sidecar.grpc_port))
+        child = specialist_client.get_workflow_state(f"{instance}:0002")
+        assert child is not None and child.runtime_status == wf.WorkflowStatus.COMPLETED
+    finally:
+        orchestrator.shutdown()
+        specialist.shutdown()
