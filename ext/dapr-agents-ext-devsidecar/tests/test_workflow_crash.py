@@ -195,3 +195,37 @@ def test_work_that_arrives_while_the_app_is_down_is_delivered_when_it_returns(
     finally:
         app.stop()
         sidecar.stop()
+
+
+def test_corrupt_workflow_state_stops_the_sidecar_with_the_instance_and_key(
+    tmp_path: Path, sqlite_components: Path
+) -> None:
+    import sqlite3
+
+    from dapr_agents.ext.devsidecar import DevSidecar
+
+    def workflow(ctx: wf.DaprWorkflowContext, _: Any) -> Any:
+        yield ctx.wait_for_external_event("never")
+
+    with (
+        DevSidecar(app_id="corrupt-app", resources_paths=[sqlite_components]) as sidecar,
+        sidecar.endpoint().sdk_configured(),
+    ):
+        runtime = wf.WorkflowRuntime()
+        runtime.register_workflow(workflow, name="waits")
+        runtime.start()
+        try:
+            client = wf.DaprWorkflowClient()
+            client.schedule_new_workflow("waits", instance_id="broken-1")
+            client.wait_for_workflow_start("broken-1", timeout_in_seconds=30)
+        finally:
+            runtime.shutdown()
+    database = sqlite3.connect(sqlite_components / "state.db")
+    key = "corrupt-app||dapr.internal.default.corrupt-app.workflow||broken-1||metadata"
+    assert database.execute("UPDATE state SET value = ? WHERE key = ?", ("bm90IGpzb24=", key)).rowcount == 1
+    database.commit()
+    database.close()
+    with pytest.raises(Exception) as failure:  # noqa: PT011
+        DevSidecar(app_id="corrupt-app", resources_paths=[sqlite_components]).start()
+    assert "broken-1" in str(failure.value)
+    assert key in str(failure.value)

@@ -308,3 +308,52 @@ def test_unknown_instances(harness: Harness, unique: str) -> None:
     with pytest.raises(Exception) as failure:
         client.raise_workflow_event(f"{unique}-nobody", "x")
     assert "no such instance exists" in str(failure.value)
+
+
+def test_child_workflow_retry_policy(harness: Harness, unique: str) -> None:
+    def shaky_child(ctx: wf.DaprWorkflowContext, _: Any) -> Any:
+        if not ctx.is_replaying:
+            harness.count("child-run")
+        if harness.calls["child-run"] < 2:
+            raise RuntimeError("first attempt fails")
+        return "child ok"
+
+    policy = wf.RetryPolicy(first_retry_interval=timedelta(milliseconds=50), max_number_of_attempts=3)
+
+    def parent(ctx: wf.DaprWorkflowContext, _: Any) -> Any:
+        return (yield ctx.call_child_workflow(shaky_child, retry_policy=policy))
+
+    harness.runtime.register_workflow(shaky_child)
+    harness.runtime.register_workflow(parent)
+    harness.start()
+    state = harness.run(parent, instance_id=f"{unique}-child-retry")
+    assert state.runtime_status == wf.WorkflowStatus.COMPLETED
+    assert state.serialized_output == '"child ok"'
+
+
+def test_many_instances_run_in_parallel(harness: Harness, unique: str) -> None:
+    running = {"now": 0, "most": 0}
+    guard = threading.Lock()
+
+    def pause(ctx: Any, seconds: float) -> float:
+        with guard:
+            running["now"] += 1
+            running["most"] = max(running["most"], running["now"])
+        time.sleep(seconds)
+        with guard:
+            running["now"] -= 1
+        return seconds
+
+    def workflow(ctx: wf.DaprWorkflowContext, index: int) -> Any:
+        yield ctx.call_activity(pause, input=0.2)
+        return index
+
+    harness.runtime.register_activity(pause)
+    harness.runtime.register_workflow(workflow)
+    client = harness.start()
+    ids = [
+        client.schedule_new_workflow(workflow, input=i, instance_id=f"{unique}-many-{i}") for i in range(40)
+    ]
+    outputs = [client.wait_for_workflow_completion(i, timeout_in_seconds=60).serialized_output for i in ids]
+    assert outputs == [str(i) for i in range(40)]
+    assert running["most"] > 1  # activities of different instances were dispatched together
