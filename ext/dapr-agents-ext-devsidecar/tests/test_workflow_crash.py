@@ -225,7 +225,7 @@ def test_corrupt_workflow_state_stops_the_sidecar_with_the_instance_and_key(
     assert database.execute("UPDATE state SET value = ? WHERE key = ?", ("bm90IGpzb24=", key)).rowcount == 1
     database.commit()
     database.close()
-    with pytest.raises(Exception) as failure:  # noqa: PT011
+    with pytest.raises(Exception) as failure:
         DevSidecar(app_id="corrupt-app", resources_paths=[sqlite_components]).start()
     assert "broken-1" in str(failure.value)
     assert key in str(failure.value)
