@@ -881,6 +881,10 @@ class WorkflowEngine:
         if meta.get("outbox"):
             follow_ups.append(self._flush_outbox(instance))
         instance.notify()
+        if completion is not None and not meta.get("outbox"):
+            # Finished instances are served from the store when asked for again; keeping them
+            # would make the sidecar's memory grow with every workflow ever run.
+            self._instances.pop(instance.id, None)
         if instance.inbox and instance.status not in TERMINAL:
             self._enqueue_turn(instance)
         return follow_ups
