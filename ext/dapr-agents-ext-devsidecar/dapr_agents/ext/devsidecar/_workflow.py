@@ -83,6 +83,40 @@ def _string(value: str | None) -> wrappers_pb2.StringValue | None:
     return None if value is None else wrappers_pb2.StringValue(value=value)
 
 
+def _new_meta(
+    name: str,
+    payload: str | None,
+    execution_id: str,
+    *,
+    parent: dict[str, Any] | None = None,
+    scheduled_start: float | None = None,
+    version: str | None = None,
+) -> dict[str, Any]:
+    """The persisted metadata of a new, not yet started instance."""
+    now = time.time()
+    return {
+        "name": name,
+        "status": PENDING,
+        "input": payload,
+        "output": None,
+        "failure": None,
+        "customStatus": None,
+        "createdAt": now,
+        "updatedAt": now,
+        "completedAt": None,
+        "executionId": execution_id,
+        "scheduledStart": scheduled_start,
+        "parent": parent,
+        "historyLength": 0,
+        "inbox": [],
+        "inboxNext": 0,
+        "activities": {},
+        "timers": {},
+        "children": [],
+        "version": version,
+    }
+
+
 def _b64(message: Any) -> str:
     return base64.b64encode(message.SerializeToString()).decode("ascii")
 
@@ -194,7 +228,9 @@ class WorkflowEngine:
         instance = self._instances.get(instance_id)
         if instance is None:
             instance = await self._load(instance_id)
-            if instance is not None:
+            # Finished instances are read from the store each time rather than cached: a
+            # client polling them must not make the sidecar's memory grow.
+            if instance is not None and instance.status not in TERMINAL:
                 self._instances[instance_id] = instance
         return instance
 
@@ -396,30 +432,15 @@ class WorkflowEngine:
             if request.HasField("scheduledStartTimestamp")
             else None
         )
-        now = time.time()
         instance = Instance(
             id=instance_id,
-            meta={
-                "name": request.name,
-                "status": PENDING,
-                "input": request.input.value if request.HasField("input") else None,
-                "output": None,
-                "failure": None,
-                "customStatus": None,
-                "createdAt": now,
-                "updatedAt": now,
-                "completedAt": None,
-                "executionId": execution_id,
-                "scheduledStart": scheduled,
-                "parent": None,
-                "historyLength": 0,
-                "inbox": [],
-                "inboxNext": 0,
-                "activities": {},
-                "timers": {},
-                "children": [],
-                "version": request.version.value if request.HasField("version") else None,
-            },
+            meta=_new_meta(
+                request.name,
+                request.input.value if request.HasField("input") else None,
+                execution_id,
+                scheduled_start=scheduled,
+                version=request.version.value if request.HasField("version") else None,
+            ),
         )
         started = pb.ExecutionStartedEvent(
             name=request.name,
@@ -975,31 +996,14 @@ class WorkflowEngine:
                 for i in range(int(existing.meta["historyLength"]))
             ]
         execution_id = uuid.uuid4().hex
-        now = time.time()
-        child = Instance(
-            id=child_id,
-            meta={
-                "name": action.name,
-                "status": PENDING,
-                "input": action.input.value if action.HasField("input") else None,
-                "output": None,
-                "failure": None,
-                "customStatus": None,
-                "createdAt": now,
-                "updatedAt": now,
-                "completedAt": None,
-                "executionId": execution_id,
-                "scheduledStart": None,
-                "parent": parent_info,
-                "historyLength": 0,
-                "inbox": [0],
-                "inboxNext": 1,
-                "activities": {},
-                "timers": {},
-                "children": [],
-                "version": None,
-            },
+        meta = _new_meta(
+            action.name,
+            action.input.value if action.HasField("input") else None,
+            execution_id,
+            parent=parent_info,
         )
+        meta["inbox"], meta["inboxNext"] = [0], 1
+        child = Instance(id=child_id, meta=meta)
         started = pb.ExecutionStartedEvent(
             name=action.name,
             input=action.input if action.HasField("input") else None,
