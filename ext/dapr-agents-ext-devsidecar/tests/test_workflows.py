@@ -357,3 +357,31 @@ def test_many_instances_run_in_parallel(harness: Harness, unique: str) -> None:
     outputs = [client.wait_for_workflow_completion(i, timeout_in_seconds=60).serialized_output for i in ids]
     assert outputs == [str(i) for i in range(40)]
     assert running["most"] > 1  # activities of different instances were dispatched together
+
+
+@pytest.mark.devsidecar_only
+def test_stray_completions_and_late_events_are_ignored(
+    harness: Harness, dapr_sidecar: Any, unique: str
+) -> None:
+    import grpc
+    from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2 as pb
+    from dapr.ext.workflow._durabletask.internal import orchestrator_service_pb2_grpc as pb_grpc
+
+    def workflow(ctx: wf.DaprWorkflowContext, value: int) -> Any:
+        return value
+
+    harness.runtime.register_workflow(workflow)
+    client = harness.start()
+    state = harness.run(workflow, 5, instance_id=f"{unique}-done")
+    channel = grpc.insecure_channel(dapr_sidecar.grpc_address)
+    stub = pb_grpc.TaskHubSidecarServiceStub(channel)
+    # A result for work nobody handed out, and one for a finished instance: acknowledged, ignored.
+    stub.CompleteActivityTask(pb.ActivityResponse(instanceId=f"{unique}-nobody", taskId=1))
+    stub.CompleteActivityTask(pb.ActivityResponse(instanceId=state.instance_id, taskId=1))
+    stub.CompleteOrchestratorTask(pb.WorkflowResponse(instanceId=state.instance_id))
+    channel.close()
+    client.raise_workflow_event(state.instance_id, "late", data=1)  # finished: dropped, no error
+    after = client.get_workflow_state(state.instance_id)
+    assert after is not None
+    assert after.runtime_status == wf.WorkflowStatus.COMPLETED
+    assert after.serialized_output == "5"
