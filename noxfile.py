@@ -84,8 +84,18 @@ def namespace(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def samples(session: nox.Session) -> None:
-    """Run every sample end to end against the dev sidecar and check its output."""
-    session.install(f"{DEVSIDECAR}[redis]", "pytest")
+    """Run every sample end to end against the dev sidecar and check its output.
+
+    A sample folder may list what it needs in ``requirements.txt``; lines naming a folder of
+    this repository (``ext/dapr-agents-ext-crewai``) install that distribution from source.
+    """
+    requirements = [f"{DEVSIDECAR}[redis]", "pytest"]
+    for listing in sorted(ROOT.glob("samples/*/requirements.txt")):
+        for line in listing.read_text(encoding="utf-8").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                requirements.append(str(ROOT / line) if (ROOT / line.split("[")[0]).is_dir() else line)
+    session.install(*requirements)
     session.run("pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "samples"))
 
 
