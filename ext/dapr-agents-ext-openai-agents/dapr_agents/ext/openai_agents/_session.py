@@ -21,7 +21,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -341,7 +341,11 @@ class DaprSession(SessionABC):
                         await backoff.wait()
                         continue
                     keep_parts = True
-                    if await self._io.insert(self._keys.head, head.advance(0, page).encode()):
+                    # Another writer may advance our head as soon as it exists, so a read-back
+                    # after an ambiguous failure recognises it by its generation, not its bytes.
+                    if await self._io.insert(
+                        self._keys.head, head.advance(0, page).encode(), _same_gen(head.gen)
+                    ):
                         backoff.done()
                         return
                     keep_parts = False
@@ -470,7 +474,7 @@ class DaprSession(SessionABC):
                         continue
                     fresh = fresh.advance(0, page)
                 if stored is None:
-                    ok = await self._io.insert(self._keys.head, fresh.encode())
+                    ok = await self._io.insert(self._keys.head, fresh.encode(), _same_gen(fresh.gen))
                 else:
                     ok = await self._io.replace(self._keys.head, fresh.encode(), etag)
                 if ok:
@@ -819,6 +823,18 @@ class DaprSession(SessionABC):
             store=self._state_store_name,
             key=key,
         )
+
+
+def _same_gen(gen: str) -> Callable[[bytes], bool]:
+    """Recognise a head created by this writer: generations are random and never reused."""
+
+    def check(data: bytes) -> bool:
+        try:
+            return Head.decode(data).gen == gen
+        except Exception:  # not a head this code wrote: certainly not ours
+            return False
+
+    return check
 
 
 def _serializable(item: Any) -> bool:

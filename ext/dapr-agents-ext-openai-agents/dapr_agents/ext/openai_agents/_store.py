@@ -89,7 +89,7 @@ class StateIO:
             found[item.key] = data or None
         return found
 
-    async def insert(self, key: str, value: bytes) -> bool:
+    async def insert(self, key: str, value: bytes, is_ours: Callable[[bytes], bool] | None = None) -> bool:
         """Write ``key`` only if it does not exist; ``False`` when it does.
 
         This is first-write concurrency without an etag, which every Dapr store with etag
@@ -98,7 +98,8 @@ class StateIO:
         PostgreSQL v1 store as a plain error), and a timeout leaves the outcome unknown; so on
         any other error the key is read back: holding ``value`` means the insert happened,
         holding something else means it lost. Values are unique (each carries a random id),
-        so a match cannot be another writer's.
+        so a match cannot be another writer's. A key that others may legitimately rewrite right
+        after the insert (the head) needs ``is_ours`` to recognise it by what cannot change.
         """
         try:
             return await self._save(key, value, None, self._insert_options)
@@ -110,7 +111,7 @@ class StateIO:
             if found is None:
                 raise
             logger.debug("insert of %r failed (%s) but the key exists; using what it holds", key, error)
-            return found == value
+            return is_ours(found) if is_ours is not None else found == value
 
     async def replace(self, key: str, value: bytes, etag: str) -> bool:
         """Write ``key`` only if it still has ``etag``; ``False`` on a mismatch."""
