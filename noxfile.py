@@ -44,6 +44,16 @@ def _test_requirements(folder: Path) -> list[str]:
     return requirements
 
 
+def _local_requirements(folder: Path) -> list[str]:
+    """This repository's distributions that ``folder`` needs at run time (not on PyPI yet): by path."""
+    local = []
+    for requirement in _pyproject(folder).get("project", {}).get("dependencies", []):
+        name = requirement.split("[")[0].split(">")[0].split("=")[0].split("<")[0].split(";")[0].strip()
+        if (ROOT / "ext" / name).is_dir():
+            local.append(str(ROOT / "ext" / name))
+    return local
+
+
 def _extras(folder: Path) -> str:
     extras = sorted(_pyproject(folder).get("project", {}).get("optional-dependencies", {}))
     return f"[{','.join(extras)}]" if extras else ""
@@ -51,7 +61,9 @@ def _extras(folder: Path) -> str:
 
 def _install_and_test(session: nox.Session, name: str, *install_args: str) -> None:
     folder = DISTRIBUTIONS[name]
-    session.install(*install_args, f"{folder}{_extras(folder)}", *_test_requirements(folder))
+    session.install(
+        *install_args, f"{folder}{_extras(folder)}", *_local_requirements(folder), *_test_requirements(folder)
+    )
     session.chdir(folder)
     session.run(
         "pytest", *(session.posargs or ["-q", "-p", "no:cacheprovider"]), env={"PYTHONDONTWRITEBYTECODE": "1"}
@@ -75,10 +87,8 @@ def lowest(session: nox.Session, name: str) -> None:
 @nox.session(python=PYTHON)
 def namespace(session: nox.Session) -> None:
     """Build every wheel and check the PEP 420 namespace contract (see namespace-tests/)."""
-    session.install("pytest")
-    for name, folder in DISTRIBUTIONS.items():
-        if name != "triggers":  # it brings dapr-agents, which owns dapr_agents/__init__.py
-            session.install(str(folder))
+    # triggers brings dapr-agents, which owns dapr_agents/__init__.py; namespace-tests install it apart.
+    session.install("pytest", *(str(folder) for name, folder in DISTRIBUTIONS.items() if name != "triggers"))
     session.run("pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "namespace-tests"))
 
 
@@ -93,8 +103,13 @@ def samples(session: nox.Session) -> None:
     for listing in sorted(ROOT.glob("samples/*/requirements.txt")):
         for line in listing.read_text(encoding="utf-8").splitlines():
             line = line.split("#", 1)[0].strip()
-            if line:
-                requirements.append(str(ROOT / line) if (ROOT / line.split("[")[0]).is_dir() else line)
+            if not line:
+                continue
+            folder = ROOT / line.split("[")[0]
+            if folder.is_dir():
+                requirements += [str(ROOT / line), *_local_requirements(folder)]
+            else:
+                requirements.append(line)
     session.install(*requirements)
     session.run("pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "samples"))
 
@@ -123,7 +138,7 @@ def demo(session: nox.Session) -> None:
 def typecheck(session: nox.Session, name: str) -> None:
     """mypy over one distribution's package, with its dependencies installed."""
     folder = DISTRIBUTIONS[name]
-    session.install(f"{folder}{_extras(folder)}", "mypy>=1.13", "types-PyYAML")
+    session.install(f"{folder}{_extras(folder)}", *_local_requirements(folder), "mypy>=1.13", "types-PyYAML")
     session.chdir(folder)
     session.run(
         "mypy", "--namespace-packages", "--explicit-package-bases", "--ignore-missing-imports", "dapr_agents"

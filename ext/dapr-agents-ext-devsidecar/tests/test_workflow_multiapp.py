@@ -76,3 +76,46 @@ def test_activities_and_child_workflows_cross_apps(two_apps: tuple[DevSidecar, D
     finally:
         orchestrator.shutdown()
         specialist.shutdown()
+
+
+def test_recursive_terminate_reaches_a_child_in_another_app(two_apps: tuple[DevSidecar, DevSidecar]) -> None:
+    import threading
+    import time
+
+    orchestrator_sidecar, specialist_sidecar = two_apps
+    orchestrator = wf.WorkflowRuntime(host="127.0.0.1", port=str(orchestrator_sidecar.grpc_port))
+    specialist = wf.WorkflowRuntime(host="127.0.0.1", port=str(specialist_sidecar.grpc_port))
+    started = threading.Event()
+
+    def note_start(ctx: Any, _: Any) -> None:
+        started.set()
+
+    def waits_forever(ctx: wf.DaprWorkflowContext, _: Any) -> Any:
+        yield ctx.call_activity("note_start")
+        yield ctx.wait_for_external_event("never")
+
+    def lead(ctx: wf.DaprWorkflowContext, _: Any) -> Any:
+        yield ctx.call_child_workflow("waits_forever", app_id="specialist", instance_id="remote-child")
+
+    specialist.register_activity(note_start, name="note_start")
+    specialist.register_workflow(waits_forever, name="waits_forever")
+    orchestrator.register_workflow(lead, name="lead")
+    specialist.start()
+    orchestrator.start()
+    try:
+        client = wf.DaprWorkflowClient(host="127.0.0.1", port=str(orchestrator_sidecar.grpc_port))
+        remote = wf.DaprWorkflowClient(host="127.0.0.1", port=str(specialist_sidecar.grpc_port))
+        client.schedule_new_workflow("lead", instance_id="parent-1")
+        assert started.wait(30)
+        client.terminate_workflow("parent-1", output="stop", recursive=True)
+        deadline = time.monotonic() + 30
+        state = remote.get_workflow_state("remote-child")
+        while time.monotonic() < deadline and (
+            state is None or state.runtime_status != wf.WorkflowStatus.TERMINATED
+        ):
+            time.sleep(0.1)
+            state = remote.get_workflow_state("remote-child")
+        assert state is not None and state.runtime_status == wf.WorkflowStatus.TERMINATED
+    finally:
+        orchestrator.shutdown()
+        specialist.shutdown()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -112,3 +113,52 @@ async def any_saver(request: pytest.FixtureRequest, saver: DaprCheckpointer) -> 
     else:
         yield SyncThroughAsync(saver)
         saver.close()
+
+
+class AgentApp:
+    """One app for the agents-as-tools tests: a sidecar and the app's one ``WorkflowRuntime``.
+
+    Tests register hosts on ``runtime`` and then call :meth:`start` (daprd hands work items to
+    any worker stream of an app, so an app must not run a second runtime).
+    """
+
+    def __init__(self, endpoint: SidecarEndpoint) -> None:
+        import dapr.ext.workflow as wf
+
+        self.endpoint = endpoint
+        self.runtime = wf.WorkflowRuntime(host=endpoint.host, port=str(endpoint.grpc_port))
+        self.started = False
+
+    def start(self) -> AgentApp:
+        self.runtime.start()
+        self.started = True
+        return self
+
+    def workflow_client(self) -> Any:
+        import dapr.ext.workflow as wf
+
+        return wf.DaprWorkflowClient(host=self.endpoint.host, port=str(self.endpoint.grpc_port))
+
+    def stop(self) -> None:
+        if self.started:
+            # An activity that finishes after shutdown can crash the 1.18 SDK: let stragglers end.
+            time.sleep(0.3)
+            self.runtime.shutdown()
+            self.started = False
+
+
+@pytest.fixture
+def agent_app(tmp_path: Any, dapr_sidecar_factory: Any) -> Iterator[AgentApp]:
+    """An app with an in-memory ``statestore`` (also the workflow store), SDK pointed at it."""
+    if external_mode():
+        endpoint = external_endpoint()
+    else:
+        folder = write_components(tmp_path / "components", state_backend="in-memory", pubsub=None)
+        sidecar = dapr_sidecar_factory.start(folder, app_id="lg-agents")
+        endpoint = SidecarEndpoint(sidecar.grpc_port, sidecar.http_port, app_id="lg-agents")
+    with endpoint.sdk_configured():
+        app = AgentApp(endpoint)
+        try:
+            yield app
+        finally:
+            app.stop()

@@ -766,6 +766,8 @@ class WorkflowEngine:
                 meta["children"].append(child.instanceId)
                 target = child.router.targetAppID if child.HasField("router") else ""
                 if target and target != self.app_id:
+                    # Remembered so that a recursive terminate reaches the child in its own app.
+                    meta.setdefault("remoteChildren", {})[child.instanceId] = target
                     self._outbox(
                         instance,
                         target,
@@ -822,6 +824,22 @@ class WorkflowEngine:
                 )
             )
         if terminated is not None and terminated.executionTerminated.recurse:
+            reason = (
+                terminated.executionTerminated.input
+                if terminated.executionTerminated.HasField("input")
+                else None
+            )
+            for child_id, target in (meta.get("remoteChildren") or {}).items():
+                self._outbox(
+                    instance,
+                    target,
+                    {
+                        "id": f"terminate:{self.app_id}:{instance.id}:{meta.get('executionId')}:{child_id}",
+                        "kind": "terminate",
+                        "instanceId": child_id,
+                        "output": reason.value if reason is not None else None,
+                    },
+                )
             after.append(
                 (
                     "terminate-children",
@@ -1193,6 +1211,14 @@ class WorkflowEngine:
                 await self._backend.transact(ops)
                 self._instances[child.id] = child
                 self._enqueue_turn(child)
+        elif kind == "terminate":
+            output = message.get("output")
+            with contextlib.suppress(WorkflowError):  # already finished or purged: nothing to stop
+                await self.terminate(
+                    message["instanceId"],
+                    wrappers_pb2.StringValue(value=output) if output is not None else None,
+                    True,
+                )
         elif kind == "child-done":
             completion = pb.CompleteWorkflowAction()
             completion.ParseFromString(base64.b64decode(message["completion"]))

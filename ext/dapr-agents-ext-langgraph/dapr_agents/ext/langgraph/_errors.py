@@ -29,3 +29,17 @@ class MissingThreadIdError(KeyError, DaprCheckpointerError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "thread_id"
+
+
+class HostedGraphError(Exception):
+    """Base class of the errors of a graph hosted as a Dapr agent (:func:`host_graph`)."""
+
+
+class GraphMappingError(HostedGraphError, ValueError):
+    """The default input or output mapper does not fit the graph; the message names the graph,
+    its state keys and the mapper to pass instead."""
+
+
+class GraphInterruptedError(HostedGraphError):
+    """A hosted graph stopped at ``interrupt()`` (or an ``interrupt_before``/``_after`` node):
+    an agent called as a tool must answer in one call, with no human in the loop."""
