@@ -27,7 +27,7 @@ PYTHON = "3.11"
 
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = False
-nox.options.sessions = ["lint", "typecheck", "tests", "namespace", "samples", "lowest"]
+nox.options.sessions = ["lint", "typecheck", "tests", "e2e", "namespace", "samples", "lowest"]
 
 
 def _pyproject(folder: Path) -> dict:
@@ -82,6 +82,20 @@ def tests(session: nox.Session, name: str) -> None:
 def lowest(session: nox.Session, name: str) -> None:
     """The same suite with the lowest direct dependency versions the ranges admit."""
     _install_and_test(session, name, "--resolution=lowest-direct")
+
+
+@nox.session(python=PYTHON)
+def e2e(session: nox.Session) -> None:
+    """Agents as tools across frameworks with a real dapr-agents DurableAgent (interop's e2e tests)."""
+    interop = DISTRIBUTIONS["interop"]
+    frameworks = [str(DISTRIBUTIONS[name]) for name in ("langgraph", "openai-agents", "crewai")]
+    session.install(str(interop), *frameworks, *_test_requirements(interop))
+    session.chdir(interop)
+    session.run(
+        "pytest",
+        *(session.posargs or ["-q", "-p", "no:cacheprovider", "tests/test_e2e_frameworks.py"]),
+        env={"PYTHONDONTWRITEBYTECODE": "1", "INTEROP_E2E": "1"},
+    )
 
 
 @nox.session(python=PYTHON)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from crewai import Agent, Crew, Task
+from crewai import Agent, Crew, Process, Task
 from crewai.tasks.conditional_task import ConditionalTask
 from crewai.tasks.task_output import TaskOutput
 from crewai.tools import tool
@@ -109,9 +109,19 @@ class Overlap:
         return answer
 
 
-def parallel_crew(overlap: Overlap) -> Crew:
+def parallel_crew(overlap: Overlap, shared_llm: bool = False) -> Crew:
     a = agent("north analyst", [overlap.reply("north", "North: sales up 10%.")])
     b = agent("south analyst", [overlap.reply("south", "South: sales down 2%.")])
+    if shared_llm:  # both parallel tasks on one LLM instance, answering from the prompt
+        north_reply = overlap.reply("north", "North: sales up 10%.")
+        south_reply = overlap.reply("south", "South: sales down 2%.")
+        shared = ScriptedLLM(
+            [lambda m: north_reply(m) if "the north" in str(m) else south_reply(m)],
+            model="shared",
+            usage=(7, 3),
+        )
+        a.llm = shared
+        b.llm = shared
     c = agent("director", ["Overall: sales up 4%."])
     north = Task(description="Analyse the north.", expected_output="A line.", agent=a, async_execution=True)
     south = Task(description="Analyse the south.", expected_output="A line.", agent=b, async_execution=True)
@@ -159,8 +169,18 @@ def json_crew() -> Crew:
     return Crew(name="jsoncrew", agents=[writer], tasks=[task])
 
 
-def human_crew() -> Crew:
-    writer = agent("writer", ["Draft: Paris is big.", "Final: Paris has 2.1 million people."])
+def human_crew(hierarchical: bool = False) -> Crew:
+    """One ``human_input=True`` task; hierarchical: the manager answers it (no delegation)."""
+    replies = ["Draft: Paris is big.", "Final: Paris has 2.1 million people."]
+    writer = agent("writer", replies)
+    if hierarchical:
+        manager = Agent(
+            role="manager", goal="Answer.", backstory="Answers.", llm=ScriptedLLM(replies), max_retry_limit=0
+        )
+        task = Task(description="Describe Paris.", expected_output="A sentence.", human_input=True)
+        return Crew(
+            name="human", agents=[writer], tasks=[task], process=Process.hierarchical, manager_agent=manager
+        )
     task = Task(description="Describe Paris.", expected_output="A sentence.", agent=writer, human_input=True)
     return Crew(name="human", agents=[writer], tasks=[task])
 
@@ -173,3 +193,45 @@ def slow_crew(seconds: float) -> Crew:
     writer = agent("sleeper", [slow])
     task = Task(name="nap", description="Take your time.", expected_output="Anything.", agent=writer)
     return Crew(name="slow", agents=[writer], tasks=[task])
+
+
+def hierarchical_crew(fail_once: bool = False) -> Crew:
+    """A manager (scripted) delegating to a worker, then answering with the worker's result.
+
+    ``fail_once``: the manager's LLM fails once after the delegation (the task is retried)."""
+    writer = agent("writer", ["Paris is the capital of France, with 2.1 million people."])
+    delegate = [
+        (
+            "delegate_work_to_coworker",
+            {"task": "Write a line about {city}.", "context": "Facts about it.", "coworker": "writer"},
+        )
+    ]
+    failed: list[bool] = []
+
+    def crash(messages: Any) -> str:
+        failed.append(True)
+        raise RuntimeError("the manager crashed after delegating")
+
+    manager = Agent(
+        role="manager",
+        goal="Get the work done by the team.",
+        backstory="Delegates.",
+        llm=ScriptedLLM(
+            [
+                delegate,
+                *([crash, delegate] if fail_once else []),
+                "Paris is the capital of France, with 2.1 million people.",
+            ],
+            model="manager",
+        ),
+        allow_delegation=True,
+        max_retry_limit=0,  # a failure fails the task (the activity), not an in-process retry
+    )
+    task = Task(description="Produce a line about {city}.", expected_output="One line.")
+    return Crew(
+        name="managed",
+        agents=[writer],
+        tasks=[task],
+        process=Process.hierarchical,
+        manager_agent=manager,
+    )

@@ -24,6 +24,7 @@ from .helpers import (
     Report,
     conditional_crew,
     guardrail_crew,
+    hierarchical_crew,
     human_crew,
     json_crew,
     parallel_crew,
@@ -61,10 +62,12 @@ def test_a_durable_run_equals_a_plain_kickoff(dapr_sidecar: Any, unique: str) ->
     assert again.raw == durable.raw and calls == ["Paris"]
 
 
-def test_async_tasks_run_in_parallel(dapr_sidecar: Any, unique: str) -> None:
-    plain = parallel_crew(Overlap()).kickoff()
+@pytest.mark.parametrize("shared_llm", [False, True], ids=["own-llms", "shared-llm"])
+def test_async_tasks_run_in_parallel(dapr_sidecar: Any, unique: str, shared_llm: bool) -> None:
+    plain = parallel_crew(Overlap(), shared_llm).kickoff()
     overlap = Overlap()
-    durable = kickoff_durable(parallel_crew(overlap), instance_id=unique)
+    durable = kickoff_durable(parallel_crew(overlap, shared_llm), instance_id=unique)
+    # Token usage equal to kickoff's even when the overlapping tasks share one LLM instance.
     assert comparable(durable) == comparable(plain)
     (n0, n1), (s0, s1) = overlap.spans["north"], overlap.spans["south"]
     assert n0 < s1 and s0 < n1, overlap.spans  # the two activities overlapped in time
@@ -91,6 +94,29 @@ def test_output_json_round_trips(dapr_sidecar: Any, unique: str) -> None:
     assert comparable(durable) == comparable(plain)
 
 
+def test_a_hierarchical_crew_runs_durably_as_kickoff_does(dapr_sidecar: Any, unique: str) -> None:
+    plain = hierarchical_crew().kickoff(inputs={"city": "Paris"})
+    crew = hierarchical_crew()
+    durable = kickoff_durable(crew, inputs={"city": "Paris"}, instance_id=unique)
+    assert comparable(durable) == comparable(plain)
+    assert durable.raw == "Paris is the capital of France, with 2.1 million people."
+    # The manager delegated: the worker's LLM answered once, the manager's twice.
+    assert crew.agents[0].llm.calls == 1  # type: ignore[union-attr]
+    assert crew.manager_agent.llm.calls == 2  # type: ignore[union-attr]
+
+
+def test_a_retried_hierarchical_task_does_not_redo_finished_delegations(
+    dapr_sidecar: Any, unique: str
+) -> None:
+    crew = hierarchical_crew(fail_once=True)
+    retry = wf.RetryPolicy(first_retry_interval=timedelta(seconds=1), max_number_of_attempts=2)
+    durable = kickoff_durable(crew, inputs={"city": "Paris"}, instance_id=unique, retry_policy=retry)
+    assert durable.raw == "Paris is the capital of France, with 2.1 million people."
+    assert crew.manager_agent.llm.calls == 4  # type: ignore[union-attr]  # delegate, crash; delegate, answer
+    # The second attempt's delegation was answered from the tool journal: the worker ran once.
+    assert crew.agents[0].llm.calls == 1  # type: ignore[union-attr]
+
+
 @pytest.fixture
 def runtime(dapr_sidecar: Any) -> Iterator[wf.WorkflowRuntime]:
     runtime = wf.WorkflowRuntime()
@@ -98,13 +124,16 @@ def runtime(dapr_sidecar: Any) -> Iterator[wf.WorkflowRuntime]:
     runtime.shutdown()
 
 
-def test_human_input_is_a_durable_wait_for_an_event(runtime: wf.WorkflowRuntime, unique: str) -> None:
-    crew = human_crew()
+@pytest.mark.parametrize("hierarchical", [False, True], ids=["sequential", "hierarchical"])
+def test_human_input_is_a_durable_wait_for_an_event(
+    runtime: wf.WorkflowRuntime, unique: str, hierarchical: bool
+) -> None:
+    crew = human_crew(hierarchical)
     durable = DaprCrew(crew).register(runtime)
     runtime.start()
     client = wf.DaprWorkflowClient()
     instance = durable.schedule(client, instance_id=unique)
-    llm = crew.agents[0].llm
+    llm = crew.manager_agent.llm if hierarchical else crew.agents[0].llm  # type: ignore[union-attr]
     deadline = __import__("time").monotonic() + 30
     while llm.calls < 1 and __import__("time").monotonic() < deadline:  # type: ignore[union-attr]
         __import__("time").sleep(0.05)

@@ -21,6 +21,12 @@ from conftest import App, wait_until
 from dapr_agents.ext.devsidecar._scripted_llm import ScriptedChatServer, ScriptedReply, ScriptedToolCall
 from dapr_agents.ext.interop import AgentRegistry
 
+# The framework packages are not test requirements of interop (they depend on it); the `e2e` nox
+# session installs them all and sets INTEROP_E2E=1, which turns a missing one into an error.
+if not os.environ.get("INTEROP_E2E"):
+    for module in ("dapr_agents.ext.langgraph", "dapr_agents.ext.openai_agents", "dapr_agents.ext.crewai"):
+        pytest.importorskip(module, reason="the e2e nox session runs these with every framework package")
+
 SUMMARY = ScriptedReply('{"summary": "done"}', when="Summarize the following conversation", repeat=True)
 HERE = Path(__file__).parent
 
@@ -256,3 +262,80 @@ def test_call_survives_a_sigkill_of_the_app_hosting_the_graph(
     lines = journal.read_text().split()
     assert lines.count("first") == 1, lines  # resumed after the last superstep, not rerun
     assert lines[-1] == "second"
+
+
+def writer_crew() -> Any:
+    from crewai import Agent, Crew, Task
+
+    from dapr_agents.ext.crewai.testing import ScriptedLLM
+
+    writer = Agent(
+        role="writer",
+        goal="write one line",
+        backstory="An experienced writer.",
+        llm=ScriptedLLM(["A line about Lyon."], model="writer"),
+        max_retry_limit=0,
+        allow_delegation=False,
+    )
+    task = Task(description="Write one line about {task}.", expected_output="A line.", agent=writer)
+    return Crew(name="writers", agents=[writer], tasks=[task])
+
+
+def test_durable_agent_calls_a_crewai_crew(app: App, llm: Any) -> None:
+    """The crew is hosted as dapr.crewai.writers.workflow (each task a durable activity) and
+    found by the DurableAgent in the registry."""
+    from dapr_agents.ext.crewai import host_crew
+
+    host = host_crew(app.runtime, writer_crew(), name="writers", role="Writers", goal="write lines")
+    AgentRegistry().register(host.record(app.app_id))
+    boss_llm = llm(
+        [
+            ScriptedReply(tool_calls=[ScriptedToolCall("writers", {"task": "Lyon"})]),
+            ScriptedReply("final: the crew wrote", when="A line about Lyon."),
+        ]
+    )
+    agent = durable_agent(app.runtime, boss_llm)
+    assert run_agent(agent, "get a line about Lyon") == "final: the crew wrote"
+    assert any("A line about Lyon." in r for r in tool_results(boss_llm))
+
+
+def test_langgraph_agent_calls_a_durable_agent_and_a_crew(app: App, llm: Any) -> None:
+    from langchain_core.messages import AIMessage, ToolMessage
+    from langgraph.graph import START, MessagesState, StateGraph
+    from langgraph.prebuilt import ToolNode, tools_condition
+
+    from dapr_agents import AgentRunner
+    from dapr_agents.ext.crewai import host_crew
+    from dapr_agents.ext.langgraph import DaprCheckpointer, dapr_agent_tool
+
+    host_crew(app.runtime, writer_crew(), name="writers")
+    researcher = durable_agent(
+        app.runtime, llm([ScriptedReply("Lyon is in France", repeat=True)]), name="Researcher"
+    )
+    runner = AgentRunner()
+    runner.workflow(researcher)  # hosts dapr.agents.Researcher.workflow and starts the runtime
+    try:
+        research = dapr_agent_tool("Researcher", description="Researches.", timeout=60)
+        write = dapr_agent_tool("writers", description="Writes.", framework="crewai", timeout=60)
+
+        def model(state: MessagesState) -> dict[str, Any]:
+            results = [m.content for m in state["messages"] if isinstance(m, ToolMessage)]
+            if len(results) == 2:
+                return {"messages": [AIMessage(f"final: {results[0]} / {results[1]}")]}
+            calls = [
+                {"name": research.name, "args": {"task": "where is Lyon?"}, "id": "call_1"},
+                {"name": write.name, "args": {"task": "Lyon"}, "id": "call_2"},
+            ]
+            return {"messages": [AIMessage("", tool_calls=calls)]}
+
+        builder = StateGraph(MessagesState)
+        builder.add_node("model", model)
+        builder.add_node("tools", ToolNode([research, write]))
+        builder.add_edge(START, "model")
+        builder.add_conditional_edges("model", tools_condition)
+        builder.add_edge("tools", "model")
+        graph = builder.compile(checkpointer=DaprCheckpointer("statestore"))
+        result = graph.invoke({"messages": [("user", "Lyon?")]}, {"configurable": {"thread_id": "t-2"}})
+    finally:
+        runner.shutdown()
+    assert result["messages"][-1].content == "final: Lyon is in France / A line about Lyon."

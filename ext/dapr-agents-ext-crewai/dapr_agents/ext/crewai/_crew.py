@@ -6,7 +6,8 @@ the next sync task, conditional tasks judged on the previous output, the context
 from the outputs carried in workflow history exactly as CrewAI joins them. An activity runs one
 task with CrewAI's own ``Task.execute_sync`` on the crew prepared for the kickoff inputs, so
 guardrails, ``output_pydantic``/``output_json``, callbacks and delegation behave as in
-``crew.kickoff()``. A hierarchical crew runs as one activity. ``human_input=True`` becomes a
+``crew.kickoff()``. A hierarchical crew runs the same way with CrewAI's manager agent executing
+each task, its delegations journaled tool calls. ``human_input=True`` becomes a
 durable wait for the event ``human_input.<task index>``.
 """
 
@@ -24,21 +25,25 @@ from typing import Any
 
 import dapr.ext.workflow as wf
 
-from crewai import Crew
+from crewai import Crew, Process
 from crewai.crews.crew_output import CrewOutput
 from crewai.crews.utils import prepare_task_execution, setup_agents
 from crewai.llms.base_llm import BaseLLM
+from crewai.tools import BaseTool
 from crewai.types.usage_metrics import UsageMetrics
 from crewai.utilities.formatter import DIVIDERS
 
 from ._errors import CrewPlanMismatchError, CrewRunFailedError, DaprCrewError
-from ._journal import ToolJournal, journaled
+from ._journal import ToolJournal, journaled, keyed
 from ._plan import CrewPlan, TaskOptions, TaskStep, build_plan
 from ._serde import add_usage, dump_task_output, load_task_output, usage_delta
+from ._tool import DaprAgentTool
+from ._usage import collecting, install
 
 logger = logging.getLogger(__name__)
 
 HUMAN_INPUT_EVENT = "human_input.{index}"
+MANAGER_GROUP = "manager"
 
 
 def workflow_name_for(crew: Crew) -> str:
@@ -89,6 +94,8 @@ class _PreparedCrew:
             if task.agent is not None and all(task.agent is not a for a in agents):
                 agents.append(task.agent)
         setup_agents(crew, agents, crew.embedder, crew.function_calling_llm, crew.step_callback)
+        if crew.process == Process.hierarchical:
+            crew._create_manager_agent()  # as Crew._run_hierarchical_process does before its loop
 
 
 class DaprCrew:
@@ -121,6 +128,7 @@ class DaprCrew:
         self.unjournaled_tools = frozenset(unjournaled_tools)
         self._prepared = _PreparedCrew(crew)
         self._usage_lock = threading.Lock()
+        install()  # per-task token usage, exact even when parallel tasks share an LLM
         self._idle = threading.Condition()
         self._in_flight = 0
         # CrewAI sums the usage of each agent's LLM (an LLM shared by two agents counts twice);
@@ -137,10 +145,6 @@ class DaprCrew:
     def task_activity_name(self) -> str:
         return f"{self.name}.task"
 
-    @property
-    def hierarchical_activity_name(self) -> str:
-        return f"{self.name}.hierarchical"
-
     def register(self, runtime: wf.WorkflowRuntime) -> DaprCrew:
         """Register the workflow and its activities on ``runtime`` (before ``runtime.start()``)."""
 
@@ -153,13 +157,8 @@ class DaprCrew:
             with self._running():
                 return self._task_activity(ctx, payload)
 
-        def hierarchical_activity(ctx, payload):  # type: ignore[no-untyped-def]
-            with self._running():
-                return self._hierarchical_activity(ctx, payload)
-
         runtime.register_workflow(workflow, name=self.name)
         runtime.register_activity(task_activity, name=self.task_activity_name)
-        runtime.register_activity(hierarchical_activity, name=self.hierarchical_activity_name)
         return self
 
     @contextmanager
@@ -279,14 +278,6 @@ class DaprCrew:
                 "since it started. Finish it with the old code, or terminate it and start again."
             )
         inputs = payload.get("inputs")
-        if self.plan.hierarchical:
-            return (
-                yield ctx.call_activity(
-                    self.hierarchical_activity_name,
-                    input={"inputs": inputs},
-                    retry_policy=self.plan.steps[0].options.retry_policy if self.plan.steps else None,
-                )
-            )
         outputs: list[dict[str, Any]] = []
         by_index: dict[int, dict[str, Any]] = {}
         usage: dict[str, dict[str, int]] = {}
@@ -339,6 +330,8 @@ class DaprCrew:
         for group in self._llm_group:
             if group >= 0 and str(group) in usage:
                 add_usage(total, usage[str(group)])
+        if MANAGER_GROUP in usage:  # Crew.calculate_usage_metrics adds the manager's LLM
+            add_usage(total, usage[MANAGER_GROUP])
         for name in UsageMetrics.model_fields:
             total.setdefault(name, 0)
         return {"tasks_output": outputs, "token_usage": total}
@@ -412,7 +405,7 @@ class DaprCrew:
                         )
                     break
                 feedback = event.get_result()
-            if not feedback:
+            if feedback is None or not str(feedback).strip():  # CrewAI accepts blank feedback too
                 break
             rounds.append({"answer": result["output"]["raw"], "feedback": str(feedback)})
             activity, timer = self._call(ctx, step, inputs, context, None, rounds)
@@ -444,9 +437,9 @@ class DaprCrew:
             execution, _, _ = prepare_task_execution(crew, task, index, 0, [], None)
             agent = execution.agent
             tools = list(execution.tools)
-            if self.journal_store:
-                journal = ToolJournal(self.journal_store, ctx.workflow_id, index)
-                tools = [t if t.name in self.unjournaled_tools else journaled(t, journal) for t in tools]
+            journal = ToolJournal(self.journal_store, ctx.workflow_id, index)
+            source = str(agent.role) if agent is not None else None
+            tools = [self._durable_tool(t, journal, source) for t in tools]
             context = str(payload.get("context") or "")
             for round_ in payload.get("feedback") or []:
                 # A revision round after human feedback: the agent sees its answer and the feedback.
@@ -454,41 +447,45 @@ class DaprCrew:
                     f"{DIVIDERS}Your previous answer:\n{round_['answer']}\n\n"
                     f"Human feedback on it, to address now:\n{round_['feedback']}"
                 )
-            llm = agent.llm if agent is not None and isinstance(agent.llm, BaseLLM) else None
+            llms = self._usage_sources(crew, agent)
             human_input, task.human_input = task.human_input, False  # the workflow asks, not stdin
             with self._usage_lock:
-                before = llm.get_token_usage_summary() if llm is not None else None
+                before = {group: llm.get_token_usage_summary() for group, llm in llms.items()}
             try:
-                output = task.execute_sync(agent=agent, context=context, tools=tools)
+                with collecting() as collected:
+                    output = task.execute_sync(agent=agent, context=context, tools=tools)
             finally:
                 task.human_input = human_input
             usage: dict[str, dict[str, int]] = {}
-            if llm is not None and before is not None:
-                group = self._group_of(llm)
-                if group is not None:
-                    usage[str(group)] = usage_delta(before, llm.get_token_usage_summary())
+            for group, llm in llms.items():
+                if collected:  # the calls ran in this context: exactly this task's usage
+                    usage[group] = dict(collected.get(id(llm), {}))
+                else:  # no call reported here (none made, or made in a thread the context did
+                    # not follow): the counters' difference, which parallel tasks can inflate
+                    usage[group] = usage_delta(before[group], llm.get_token_usage_summary())
             return {"output": dump_task_output(output, index), "usage": usage}
 
-    def _group_of(self, llm: BaseLLM) -> int | None:
-        for i, agent in enumerate(self.crew.agents):
-            if agent.llm is llm:
-                return self._llm_group[i]
-        return None
+    def _durable_tool(self, tool: BaseTool, journal: ToolJournal, source: str | None) -> BaseTool:
+        if tool.name in self.unjournaled_tools:
+            return tool
+        if isinstance(tool, DaprAgentTool):
+            # Idempotent by itself: the journal key becomes its idempotency key, no records.
+            return keyed(tool, journal, source)
+        return journaled(tool, journal) if self.journal_store else tool
 
-    def _hierarchical_activity(
-        self, ctx: wf.WorkflowActivityContext, payload: dict[str, Any]
-    ) -> dict[str, Any]:
-        with self._prepared.use(None) as crew:
-            self._prepared._key = None  # kickoff interpolates by itself
-            result = crew.kickoff(inputs=payload.get("inputs"))
-        if not isinstance(result, CrewOutput):
-            raise DaprCrewError("a hierarchical kickoff returned a stream; set stream=False")
-        index = {id(t): i for i, t in enumerate(crew.tasks)}
-        outputs = []
-        for i, task in enumerate(crew.tasks):
-            if task.output is not None and id(task) in index:
-                outputs.append(dump_task_output(task.output, i))
-        return {"tasks_output": outputs, "token_usage": result.token_usage.model_dump()}
+    def _usage_sources(self, crew: Crew, agent: Any) -> dict[str, BaseLLM]:
+        """The LLMs whose usage this task accounts for, by usage group: the executing agent's;
+        with delegation (a hierarchical manager, ``allow_delegation``) every agent's, since
+        coworkers run inside the task; the manager's under its own group."""
+        sources: dict[str, BaseLLM] = {}
+        delegating = self.plan.hierarchical or bool(getattr(agent, "allow_delegation", False))
+        for i, member in enumerate(crew.agents):
+            if isinstance(member.llm, BaseLLM) and (delegating or member is agent):
+                sources.setdefault(str(self._llm_group[i]), member.llm)
+        manager = crew.manager_agent
+        if manager is not None and agent is manager and isinstance(manager.llm, BaseLLM):
+            sources[MANAGER_GROUP] = manager.llm
+        return sources
 
 
 # -- one-call helpers ---------------------------------------------------------------------------

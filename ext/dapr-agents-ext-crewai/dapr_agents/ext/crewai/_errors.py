@@ -31,3 +31,8 @@ class CrewRunFailedError(DaprCrewError):
 class ToolOutcomeUnknownError(DaprCrewError):
     """A journaled tool call started before a crash and its outcome was never recorded; it is not
     called again (at most once). The agent sees this error as the tool's result."""
+
+
+class CrewInputsError(DaprCrewError, ValueError):
+    """A hosted crew's kickoff inputs, as mapped from an agent request, leave template
+    placeholders of its tasks or agents unfilled; the message names them."""

@@ -9,6 +9,11 @@ result without running the tool; a call with only a ``started`` record (the proc
 the tool ran) is not run again either: the agent gets a :class:`ToolOutcomeUnknownError` as the
 tool's answer. Tools listed in ``unjournaled_tools`` run every time (use it for pure, read-only
 tools). Records are kept under ``crewai-journal:<instance>:<task>:<hash>:<n>``.
+
+Tools that are idempotent by themselves (:class:`DaprAgentTool`: an agent call with a
+deterministic instance id) are keyed instead of journaled: the same key becomes the call's
+idempotency key, so a retried task re-attaches to the agent run it started, even one that was
+still running when the process died.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from pydantic import PrivateAttr
 from crewai.tools import BaseTool
 
 from ._errors import ToolOutcomeUnknownError
+from ._tool import CallScope, call_scope
 
 
 class ToolJournal:
     """The journal of one task attempt (one activity execution)."""
 
-    def __init__(self, store: str, instance_id: str, task_index: int) -> None:
+    def __init__(self, store: str | None, instance_id: str, task_index: int) -> None:
         self.store = store
         self.prefix = f"crewai-journal:{instance_id}:{task_index}"
         self._seen: Counter[str] = Counter()
@@ -47,6 +53,8 @@ class ToolJournal:
         from dapr.clients import DaprClient
 
         key = self.key(tool.name, arguments)
+        if self.store is None:
+            raise ValueError("this journal has no state store; it can only key calls")
         with DaprClient() as client:
             found = client.get_state(self.store, key).data
             if found:
@@ -77,8 +85,23 @@ class JournaledTool(BaseTool):
         return self._journal.call(self._inner, kwargs)
 
 
-def journaled(tool: BaseTool, journal: ToolJournal) -> BaseTool:
-    wrapper = JournaledTool(
+class KeyedTool(BaseTool):
+    """Wraps an idempotent tool: each distinct call runs with its journal key as idempotency key."""
+
+    _inner: Any = PrivateAttr(default=None)
+    _journal: Any = PrivateAttr(default=None)
+    _source: str | None = PrivateAttr(default=None)
+
+    def _run(self, *args: Any, **kwargs: Any) -> Any:
+        if args:
+            return self._inner.run(*args, **kwargs)
+        key = self._journal.key(self._inner.name, kwargs)
+        with call_scope(CallScope(key=key, source=self._source)):
+            return self._inner.run(**kwargs)
+
+
+def _wrap(cls: type[BaseTool], tool: BaseTool) -> Any:
+    return cls(
         name=tool.name,
         description=tool.description,
         args_schema=tool.args_schema,
@@ -89,6 +112,18 @@ def journaled(tool: BaseTool, journal: ToolJournal) -> BaseTool:
         # the wrapped tool enforces its own usage limit
         tool_failure_policy=tool.tool_failure_policy,
     )
+
+
+def journaled(tool: BaseTool, journal: ToolJournal) -> BaseTool:
+    wrapper = _wrap(JournaledTool, tool)
     wrapper._inner = tool
     wrapper._journal = journal
-    return wrapper
+    return wrapper  # type: ignore[no-any-return]
+
+
+def keyed(tool: BaseTool, journal: ToolJournal, source: str | None) -> BaseTool:
+    wrapper = _wrap(KeyedTool, tool)
+    wrapper._inner = tool
+    wrapper._journal = journal
+    wrapper._source = source
+    return wrapper  # type: ignore[no-any-return]

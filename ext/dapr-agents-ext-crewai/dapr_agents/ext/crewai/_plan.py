@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -112,7 +113,7 @@ def build_plan(
             )
         )
     hierarchical = crew.process == Process.hierarchical
-    shape = [
+    shape: list[Any] = [
         hierarchical,
         [
             [
@@ -126,6 +127,8 @@ def build_plan(
             for s in steps
         ],
     ]
+    if hierarchical:
+        shape.append("per-task")  # 0.1 ran a hierarchical crew as one activity: not replayable now
     fingerprint = hashlib.sha256(json.dumps(shape, sort_keys=True).encode()).hexdigest()[:16]
     return CrewPlan(hierarchical=hierarchical, steps=tuple(steps), fingerprint=fingerprint)
 
@@ -143,12 +146,22 @@ def validate_crew(crew: Crew) -> None:
             "Crew(stream=True) is not supported: streamed chunks cannot be replayed from workflow "
             "history. Set stream=False; task outputs are durable and arrive per task."
         )
-    if crew.process == Process.hierarchical:
-        humans = [t.name or t.description[:40] for t in crew.tasks if t.human_input]
-        if humans:
-            raise UnsupportedCrewError(
-                f"human_input=True on tasks {humans} in a hierarchical crew is not supported: the "
-                "whole hierarchical run is one durable activity and would block on stdin inside it. "
-                "Use Process.sequential (human input then becomes a durable wait for an event), or "
-                "drop human_input."
-            )
+
+
+# A CrewAI template variable: {name}, name starting with a letter or underscore (JSON is left alone).
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_\-]*)\}")
+
+
+def crew_placeholders(crew: Crew) -> set[str]:
+    """The kickoff input names the crew's templates use (task descriptions, expected outputs,
+    output files; agent roles, goals, backstories), read from the uninterpolated originals."""
+    texts: list[str | None] = []
+    for task in crew.tasks:
+        texts.append(getattr(task, "_original_description", None) or task.description)
+        texts.append(getattr(task, "_original_expected_output", None) or task.expected_output)
+        texts.append(getattr(task, "_original_output_file", None) or task.output_file)
+    agents = list(crew.agents) + [t.agent for t in crew.tasks if t.agent is not None]
+    for agent in agents:
+        for field_name in ("role", "goal", "backstory"):
+            texts.append(getattr(agent, f"_original_{field_name}", None) or getattr(agent, field_name, None))
+    return {name for text in texts if text for name in _PLACEHOLDER.findall(str(text))}
