@@ -82,6 +82,27 @@ def _status(state: Any) -> str:
     return str(getattr(state.runtime_status, "name", state.runtime_status))
 
 
+def _options(
+    framework: str | None,
+    app_id: str | None,
+    workflow_name: str | None,
+    idempotency_key: str | None,
+    instance_id: str | None,
+    source: str | None,
+    metadata: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The keyword arguments of a call, as :meth:`_ClientPlans.target` takes them."""
+    return {
+        "framework": framework,
+        "app_id": app_id,
+        "workflow_name": workflow_name,
+        "idempotency_key": idempotency_key,
+        "instance_id": instance_id,
+        "source": source,
+        "metadata": metadata,
+    }
+
+
 class _ClientPlans:
     """The call logic shared by :class:`AgentClient` and :class:`AsyncAgentClient`."""
 
@@ -285,20 +306,8 @@ class AgentClient:
     ) -> str:
         """Start (or re-attach to) a call; returns its instance id. See :meth:`call`."""
         targets = self._targets()
-        target = run_sync(
-            self._plans.target(
-                agent,
-                task,
-                framework=framework,
-                app_id=app_id,
-                workflow_name=workflow_name,
-                idempotency_key=idempotency_key,
-                instance_id=instance_id,
-                source=source,
-                metadata=metadata,
-            ),
-            targets,
-        )
+        options = _options(framework, app_id, workflow_name, idempotency_key, instance_id, source, metadata)
+        target = run_sync(self._plans.target(agent, task, **options), targets)
         return run_sync(self._plans.start(target), targets)
 
     def call(
@@ -335,20 +344,8 @@ class AgentClient:
             AgentCallConflict: the derived instance id is busy with a different call.
         """
         targets = self._targets()
-        target = run_sync(
-            self._plans.target(
-                agent,
-                task,
-                framework=framework,
-                app_id=app_id,
-                workflow_name=workflow_name,
-                idempotency_key=idempotency_key,
-                instance_id=instance_id,
-                source=source,
-                metadata=metadata,
-            ),
-            targets,
-        )
+        options = _options(framework, app_id, workflow_name, idempotency_key, instance_id, source, metadata)
+        target = run_sync(self._plans.target(agent, task, **options), targets)
         run_sync(self._plans.start(target), targets)
         try:
             return run_sync(self._plans.wait(target, timeout), targets)
@@ -406,20 +403,8 @@ class AsyncAgentClient:
     ) -> str:
         """Start (or re-attach to) a call; returns its instance id. See :meth:`AgentClient.call`."""
         targets = self._targets()
-        target = await run_async(
-            self._plans.target(
-                agent,
-                task,
-                framework=framework,
-                app_id=app_id,
-                workflow_name=workflow_name,
-                idempotency_key=idempotency_key,
-                instance_id=instance_id,
-                source=source,
-                metadata=metadata,
-            ),
-            targets,
-        )
+        options = _options(framework, app_id, workflow_name, idempotency_key, instance_id, source, metadata)
+        target = await run_async(self._plans.target(agent, task, **options), targets)
         return await run_async(self._plans.start(target), targets)
 
     async def call(
@@ -438,20 +423,8 @@ class AsyncAgentClient:
     ) -> AgentResponse:
         """Ask ``agent`` to do ``task`` and wait; see :meth:`AgentClient.call`."""
         targets = self._targets()
-        target = await run_async(
-            self._plans.target(
-                agent,
-                task,
-                framework=framework,
-                app_id=app_id,
-                workflow_name=workflow_name,
-                idempotency_key=idempotency_key,
-                instance_id=instance_id,
-                source=source,
-                metadata=metadata,
-            ),
-            targets,
-        )
+        options = _options(framework, app_id, workflow_name, idempotency_key, instance_id, source, metadata)
+        target = await run_async(self._plans.target(agent, task, **options), targets)
         await run_async(self._plans.start(target), targets)
         try:
             return await run_async(self._plans.wait(target, timeout), targets)
