@@ -110,8 +110,9 @@ def namespace(session: nox.Session) -> None:
 def samples(session: nox.Session) -> None:
     """Run every sample end to end against the dev sidecar and check its output.
 
-    A sample folder may list what it needs in ``requirements.txt``; lines naming a folder of
-    this repository (``ext/dapr-agents-ext-crewai``) install that distribution from source.
+    Each sample folder lists what it needs in ``requirements.txt``, as users install it
+    (``pip install -r requirements.txt``): lines naming a folder (``../../ext/dapr-agents-ext-crewai``,
+    relative to the sample) install that distribution of this repository from source.
     """
     requirements = [f"{DEVSIDECAR}[redis]", "pytest"]
     for listing in sorted(ROOT.glob("samples/*/requirements.txt")):
@@ -119,9 +120,9 @@ def samples(session: nox.Session) -> None:
             line = line.split("#", 1)[0].strip()
             if not line:
                 continue
-            folder = ROOT / line.split("[")[0]
+            folder = (listing.parent / line.split("[")[0]).resolve()
             if folder.is_dir():
-                requirements += [str(ROOT / line), *_local_requirements(folder)]
+                requirements += [str(folder) + line[len(line.split("[")[0]) :], *_local_requirements(folder)]
             else:
                 requirements.append(line)
     session.install(*requirements)
