@@ -1,7 +1,7 @@
 """Sessions for the whole repository; every distribution is tested in its own virtualenv.
 
     nox                       every test of every distribution, the namespace contract, samples, lint
-    nox -s demo               the main job (today: the dev sidecar quickstart)
+    nox -s demo               the main job: the flagship sample, killed midway and resumed
     nox -s "tests(devsidecar)"  one distribution
     nox -s lowest             each distribution against the lowest versions its ranges allow
 
@@ -106,46 +106,54 @@ def namespace(session: nox.Session) -> None:
     session.run("pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "namespace-tests"))
 
 
+def _sample_requirements(listing: Path) -> list[str]:
+    """A sample's ``requirements.txt`` as users install it (``pip install -r requirements.txt`` in
+    the sample folder): lines naming a folder (``../../ext/dapr-agents-ext-crewai``) install that
+    distribution of this repository from source, with its local runtime dependencies."""
+    requirements = []
+    for line in listing.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        name = line.split("[")[0]
+        folder = (listing.parent / name).resolve()
+        if folder.is_dir():
+            requirements += [str(folder) + line[len(name) :], *_local_requirements(folder)]
+        else:
+            requirements.append(line)
+    return list(dict.fromkeys(requirements))  # each local distribution once
+
+
 @nox.session(python=PYTHON)
 def samples(session: nox.Session) -> None:
-    """Run every sample end to end against the dev sidecar and check its output.
-
-    Each sample folder lists what it needs in ``requirements.txt``, as users install it
-    (``pip install -r requirements.txt``): lines naming a folder (``../../ext/dapr-agents-ext-crewai``,
-    relative to the sample) install that distribution of this repository from source.
-    """
+    """Run every sample end to end against the dev sidecar and check its output (one virtualenv
+    with every sample's ``requirements.txt``)."""
     requirements = [f"{DEVSIDECAR}[redis]", "pytest"]
     for listing in sorted(ROOT.glob("samples/*/requirements.txt")):
-        for line in listing.read_text(encoding="utf-8").splitlines():
-            line = line.split("#", 1)[0].strip()
-            if not line:
-                continue
-            folder = (listing.parent / line.split("[")[0]).resolve()
-            if folder.is_dir():
-                requirements += [str(folder) + line[len(line.split("[")[0]) :], *_local_requirements(folder)]
-            else:
-                requirements.append(line)
-    session.install(*requirements)
+        requirements += _sample_requirements(listing)
+    session.install(*dict.fromkeys(requirements))
     session.run("pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "samples"))
 
 
 @nox.session(python=PYTHON)
 def demo(session: nox.Session) -> None:
-    """The main job: the dev sidecar with components/ running the quickstart sample."""
-    session.install(str(DEVSIDECAR))
-    workdir = session.create_tmp()
-    session.chdir(workdir)
-    session.run(
-        "dapr-devsidecar",
-        "run",
-        "--app-id",
-        "quickstart",
-        "--resources-path",
-        str(ROOT / "components"),
-        "--",
-        "python",
-        str(ROOT / "samples" / "quickstart" / "app.py"),
-    )
+    """The main job: the flagship sample on the dev sidecar, killed in the middle and started again.
+
+    An event on a topic starts a DurableAgent that calls a LangGraph graph, an OpenAI agent and a
+    CrewAI crew as tools; the first start is SIGKILLed during the crew, the second finishes the run
+    without repeating a finished step (see samples/flagship/README.md).
+    """
+    flagship = ROOT / "samples" / "flagship"
+    session.install(*_sample_requirements(flagship / "requirements.txt"))
+    session.chdir(session.create_tmp())
+    for leftover in Path.cwd().glob("dapr-*.db*"):  # a fresh question each time the demo runs
+        leftover.unlink()
+    command = ["dapr-devsidecar", "run", "--app-id", "flagship", "--resources-path", str(ROOT / "components")]
+    app = ["--", "python", str(flagship / "app.py")]
+    session.log("First start, with --crash: the app kills itself (SIGKILL) while the crew works")
+    session.run(*command, *app, "--crash", success_codes=[137])
+    session.log("Second start: the same run continues where it stopped")
+    session.run(*command, *app)
 
 
 @nox.session(python=PYTHON)

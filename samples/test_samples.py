@@ -25,8 +25,8 @@ def expected_lines(readme: Path) -> list[str]:
     return [line for line in match.group(1).splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("sample", SAMPLES, ids=[s.name for s in SAMPLES])
-def test_sample_prints_its_expected_output(sample: Path, tmp_path: Path) -> None:
+def run_sample(sample: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run a sample the way its README does: under ``dapr-devsidecar run`` with components/."""
     devsidecar = shutil.which("dapr-devsidecar") or str(Path(sys.executable).parent / "dapr-devsidecar")
     command = [
         devsidecar,
@@ -38,16 +38,53 @@ def test_sample_prints_its_expected_output(sample: Path, tmp_path: Path) -> None
         "--",
         sys.executable,
         str(sample / "app.py"),
+        *args,
     ]
-    # Run from a scratch folder: components/ use relative paths (the SQLite file lands here).
     # Offline by design: samples switch to a real model when OPENAI_API_KEY is set.
     env = {key: value for key, value in os.environ.items() if key != "OPENAI_API_KEY"}
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
-    assert result.returncode == 0, (
-        f"{sample.name} exited with {result.returncode}\n{result.stdout}\n{result.stderr}"
-    )
+    # From a scratch folder: components/ use relative paths (the SQLite files land there).
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+
+
+def described(result: subprocess.CompletedProcess[str]) -> str:
+    return f"exit code {result.returncode}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr[-6000:]}"
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=[s.name for s in SAMPLES])
+def test_sample_prints_its_expected_output(sample: Path, tmp_path: Path) -> None:
+    result = run_sample(sample, tmp_path)
+    assert result.returncode == 0, f"{sample.name}: {described(result)}"
     printed = result.stdout.splitlines()
     for line in expected_lines(sample / "README.md"):
-        assert line in printed, (
-            f"{sample.name} did not print {line!r}; it printed:\n{result.stdout}\n{result.stderr}"
-        )
+        assert line in printed, f"{sample.name} did not print {line!r}: {described(result)}"
+
+
+def test_flagship_killed_midway_finishes_without_repeating_a_step(tmp_path: Path) -> None:
+    """The flagship's README promise: SIGKILL in the middle of the crew, start again, and the run
+    finishes where it stopped; every step line (one per model turn, node, task, publish) appears
+    once over both starts, and the second start prints only what was left."""
+    flagship = ROOT / "samples" / "flagship"
+    first = run_sample(flagship, tmp_path, "--crash")
+    assert first.returncode == 137, f"--crash should end in SIGKILL: {described(first)}"
+    second = run_sample(flagship, tmp_path)
+    assert second.returncode == 0, f"the second start did not finish the run: {described(second)}"
+
+    def steps(output: str) -> list[str]:
+        return [line for line in output.splitlines() if not line.startswith(("[app]", "[asker]"))]
+
+    before, after = steps(first.stdout), steps(second.stdout)
+    assert "[reviewers] CrewAI task 'fact_check' done" in before
+    assert "[reviewers] CrewAI task 'polish' done" not in before
+    expected_steps = steps("\n".join(expected_lines(flagship / "README.md")))
+    assert sorted(before + after) == sorted(expected_steps), (
+        f"steps repeated or missing over the two starts:\n{described(first)}\n{described(second)}"
+    )
+    assert after[0] == "[reviewers] CrewAI task 'polish' done", described(second)
+    final = [
+        line for line in expected_lines(flagship / "README.md") if line.startswith("[app] final answer:")
+    ]
+    assert final[0] in second.stdout.splitlines()
+
+    third = run_sample(flagship, tmp_path)  # the finished run is found, no model is called
+    assert third.returncode == 0 and steps(third.stdout) == [], described(third)
+    assert final[0] in third.stdout.splitlines()

@@ -8,6 +8,7 @@ written once the agent is hosted (the trigger is up).
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from pathlib import Path
@@ -17,7 +18,6 @@ from dapr_agents.ext.triggers import Dedupe, schedule_trigger, topic_trigger
 from dapr_agents.llm.openai import OpenAIChatClient
 
 name, tag, ready = sys.argv[1], sys.argv[2], Path(sys.argv[3])
-import os  # noqa: E402
 
 agent = DurableAgent(
     name=name,
