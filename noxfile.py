@@ -59,14 +59,25 @@ def _extras(folder: Path) -> str:
     return f"[{','.join(extras)}]" if extras else ""
 
 
+# One pytest worker per core (up to 4): the crash tests start apps and sidecars that mostly wait on
+# each other. Each worker has its own sidecars, ports and temp folders.
+PARALLEL = ["-n", "auto", "--maxprocesses", "4"]
+
+
 def _install_and_test(session: nox.Session, name: str, *install_args: str) -> None:
     folder = DISTRIBUTIONS[name]
     session.install(
-        *install_args, f"{folder}{_extras(folder)}", *_local_requirements(folder), *_test_requirements(folder)
+        *install_args,
+        f"{folder}{_extras(folder)}",
+        *_local_requirements(folder),
+        *_test_requirements(folder),
+        "pytest-xdist>=3.6",
     )
     session.chdir(folder)
     session.run(
-        "pytest", *(session.posargs or ["-q", "-p", "no:cacheprovider"]), env={"PYTHONDONTWRITEBYTECODE": "1"}
+        "pytest",
+        *(session.posargs or ["-q", "-p", "no:cacheprovider", *PARALLEL]),
+        env={"PYTHONDONTWRITEBYTECODE": "1"},
     )
 
 

@@ -54,6 +54,7 @@ WORKER = textwrap.dedent(
     @runtime.workflow(name="chain")
     def chain(ctx, pause):
         first = yield ctx.call_activity(step, input="1")
+        ctx.set_custom_status("timer")  # stored with step 1's result, in the same commit
         yield ctx.create_timer(ctx.current_utc_datetime + timedelta(seconds=pause))
         second = yield ctx.call_activity(step, input="2")
         third = yield ctx.call_activity(step, input="3")
@@ -126,8 +127,13 @@ def test_workflows_resume_after_the_sidecar_is_killed_during_a_timer(
         wait_for_line(journal, "worker ready")
         with sidecar.endpoint.sdk_configured():
             client = wf.DaprWorkflowClient()
-            instance = client.schedule_new_workflow("chain", input=2, instance_id="chain-1")
+            instance = client.schedule_new_workflow("chain", input=3, instance_id="chain-1")
             wait_for_line(journal, "step 1")
+            # The journal line only says the activity ran; kill once its result is stored.
+            deadline = time.monotonic() + 30
+            while "timer" not in (client.get_workflow_state(instance).serialized_custom_status or ""):
+                assert time.monotonic() < deadline, "step 1's result was never stored"
+                time.sleep(0.05)
             sidecar.kill()  # the timer is pending
             sidecar = SidecarProcess(
                 app_id="crash-app",
