@@ -125,9 +125,10 @@ class Model:
 
 
 def choose_model() -> tuple[Model, ScriptedChatServer | None]:
-    if os.environ.get("OPENAI_API_KEY"):
-        model = Model(os.environ.get("OPENAI_BASE_URL"), os.environ["OPENAI_API_KEY"], "gpt-4o-mini")
-        model = Model(model.base_url, model.api_key, os.environ.get("OPENAI_MODEL", model.name))
+    if api_key := os.environ.get("OPENAI_API_KEY"):
+        model = Model(
+            os.environ.get("OPENAI_BASE_URL"), api_key, os.environ.get("OPENAI_MODEL", "gpt-4o-mini")
+        )
         log("app", f"model: {model.name} at {model.base_url or 'api.openai.com'}")
         return model, None
     server = ScriptedChatServer(SCRIPT).start()
