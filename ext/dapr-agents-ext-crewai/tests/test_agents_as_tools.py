@@ -21,6 +21,7 @@ from dapr_agents.ext.crewai import (
     DaprCrew,
     host_crew,
 )
+from dapr_agents.ext.devsidecar.testing import external_mode
 from dapr_agents.ext.interop import AgentCall, AgentCallError, AgentClient, host_agent
 
 from .helpers import agent, json_crew
@@ -29,7 +30,7 @@ from .helpers import agent, json_crew
 @pytest.fixture
 def dapr_state_backend() -> str:
     # The calls do not depend on the store (test_durable_crew covers every backend).
-    return "sqlite"
+    return "external" if external_mode() else "sqlite"
 
 
 class App:

@@ -1,5 +1,7 @@
 """SIGKILL the app (a real process) in the middle of a durable crew run, start it again, and check
-what ran twice: nothing that had completed (task 1's LLM calls, a journaled tool call)."""
+what ran twice: nothing that had completed (task 1's LLM calls, a journaled tool call).
+
+Only the app is killed, so with ``DAPR_TEST_SIDECAR=external`` the external daprd serves it."""
 
 from __future__ import annotations
 
@@ -14,9 +16,13 @@ from typing import Any
 
 import pytest
 
-from dapr_agents.ext.devsidecar.testing import SidecarProcess, write_components
-
-pytestmark = pytest.mark.devsidecar_only
+from dapr_agents.ext.devsidecar.testing import (
+    SidecarEndpoint,
+    SidecarProcess,
+    external_endpoint,
+    external_mode,
+    write_components,
+)
 
 APP = Path(__file__).with_name("crash_app.py")
 
@@ -34,16 +40,19 @@ def wait_for(journal: Path, line: str, timeout: float = 60) -> None:
 
 
 def run_app(
-    sidecar: SidecarProcess, journal: Path, instance: str, result: Path, pause: str
+    sidecar: SidecarEndpoint, journal: Path, instance: str, result: Path, pause: str
 ) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, str(APP), str(journal), instance, str(result), pause],
-        env={**os.environ, **sidecar.endpoint.env()},
+        env={**os.environ, **sidecar.env()},
     )
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["external"] if external_mode() else ["sqlite", "redis"])
 def sidecar(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    if request.param == "external":
+        yield external_endpoint()
+        return
     redis_address = None
     if request.param == "redis":
         server = request.getfixturevalue("redis_server")
@@ -53,23 +62,24 @@ def sidecar(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
         tmp_path / "components", state_backend=request.param, redis_address=redis_address
     )
     process = SidecarProcess(app_id="crash-crew", resources_paths=[str(folder)]).start()
-    yield process
+    yield process.endpoint
     process.stop()
 
 
 @pytest.mark.parametrize("pause", ["before-write", "after-publish"])
 def test_a_killed_app_resumes_without_repeating_completed_work(
-    sidecar: SidecarProcess, tmp_path: Path, pause: str
+    sidecar: SidecarEndpoint, tmp_path: Path, pause: str, unique: str
 ) -> None:
+    # Unique instance ids: an external daprd keeps every workflow across tests and runs.
     reference_journal = tmp_path / "reference.txt"
     reference = tmp_path / "reference.json"
-    app = run_app(sidecar, reference_journal, "reference", reference, "none")
+    app = run_app(sidecar, reference_journal, f"reference-{unique}", reference, "none")
     assert app.wait(120) == 0
 
     journal = tmp_path / "journal.txt"
     result = tmp_path / "result.json"
     Path(f"{journal}.pause").touch()
-    app = run_app(sidecar, journal, "crashed", result, pause)
+    app = run_app(sidecar, journal, f"crashed-{unique}", result, pause)
     try:
         wait_for(journal, f"paused {pause}")
         app.send_signal(signal.SIGKILL)
@@ -79,7 +89,7 @@ def test_a_killed_app_resumes_without_repeating_completed_work(
             app.kill()
     Path(f"{journal}.pause").unlink()
     before_restart = lines(journal)
-    app = run_app(sidecar, journal, "crashed", result, pause)
+    app = run_app(sidecar, journal, f"crashed-{unique}", result, pause)
     assert app.wait(120) == 0
 
     after = lines(journal)

@@ -1,5 +1,9 @@
 """Fixtures: sessions on the dev sidecar (parametrized over the in-memory, SQLite and Redis
-stores by the dev sidecar's pytest plugin), and raw access to the store for inspecting keys."""
+stores by the dev sidecar's pytest plugin), and raw access to the store for inspecting keys.
+
+With ``DAPR_TEST_SIDECAR=external`` the plugin's ``dapr_sidecar`` is the daprd named by
+``DAPR_GRPC_PORT`` (components in ``tests/external-components``) and the backend is ``"external"``.
+"""
 
 from __future__ import annotations
 

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -107,12 +108,20 @@ def user_texts(items: list[Any]) -> list[str]:
     return [item["content"] for item in items if item.get("role") == "user"]
 
 
+@pytest.fixture
+def caller() -> Callable[[str], str]:
+    """Caller names unique to the test: an external daprd keeps every session across tests and runs."""
+    tag = uuid.uuid4().hex[:6]
+    return lambda name: f"{name}-{tag}"
+
+
 # -- the host --------------------------------------------------------------------------------
 
 
 async def test_host_answers_remembers_per_caller_and_isolates_callers(
-    app: App, llm: ScriptedChatServer
+    app: App, llm: ScriptedChatServer, caller: Callable[[str], str]
 ) -> None:
+    alice, bob = caller("alice"), caller("bob")
     llm.add(
         ScriptedReply("Nice to meet you, Ada.", when="My name is Ada"),
         ScriptedReply("Your name is Ada.", when="my name"),
@@ -129,13 +138,13 @@ async def test_host_answers_remembers_per_caller_and_isolates_callers(
     client = app.client()
 
     first = await asyncio.to_thread(
-        client.call, "Assistant", "My name is Ada.", framework="openai", source="alice"
+        client.call, "Assistant", "My name is Ada.", framework="openai", source=alice
     )
     again = await asyncio.to_thread(
-        client.call, "Assistant", "What is my name?", framework="openai", source="alice"
+        client.call, "Assistant", "What is my name?", framework="openai", source=alice
     )
     other = await asyncio.to_thread(
-        client.call, "Assistant", "What is my name?", framework="openai", source="bob"
+        client.call, "Assistant", "What is my name?", framework="openai", source=bob
     )
 
     assert first.to_output() == {"role": "assistant", "content": "Nice to meet you, Ada."}
@@ -148,11 +157,15 @@ async def test_host_answers_remembers_per_caller_and_isolates_callers(
         "user:What is my name?",
     ]
     assert texts(llm.requests[2])[1:] == ["user:What is my name?"]
-    assert user_texts(await history("Assistant:alice")) == ["My name is Ada.", "What is my name?"]
-    assert user_texts(await history("Assistant:bob")) == ["What is my name?"]
+    assert user_texts(await history(f"Assistant:{alice}")) == ["My name is Ada.", "What is my name?"]
+    assert user_texts(await history(f"Assistant:{bob}")) == ["What is my name?"]
 
 
-async def test_host_envelope_structured_output_and_session_key(app: App, llm: ScriptedChatServer) -> None:
+async def test_host_envelope_structured_output_and_session_key(
+    app: App, llm: ScriptedChatServer, caller: Callable[[str], str]
+) -> None:
+    desk = caller("desk")
+
     class Weather(BaseModel):
         city: str
         celsius: int
@@ -164,7 +177,7 @@ async def test_host_envelope_structured_output_and_session_key(app: App, llm: Sc
         forecaster,
         name="Weather Desk",
         run_config=run_config(llm),
-        session_key=lambda call: "desk",
+        session_key=lambda call: desk,
     )
     app.start()
     workflow_client = wf.DaprWorkflowClient(host=app.endpoint.host, port=str(app.endpoint.grpc_port))
@@ -179,12 +192,13 @@ async def test_host_envelope_structured_output_and_session_key(app: App, llm: Sc
     output = json.loads(state.serialized_output)
     assert output["role"] == "assistant"
     assert json.loads(output["content"]) == {"city": "Paris", "celsius": 21}
-    assert user_texts(await history("desk")) == ["Weather in Paris?"]
+    assert user_texts(await history(desk)) == ["Weather in Paris?"]
 
 
 async def test_failing_agent_fails_the_workflow_and_leaves_no_history(
-    app: App, llm: ScriptedChatServer
+    app: App, llm: ScriptedChatServer, caller: Callable[[str], str]
 ) -> None:
+    alice = caller("alice")
     # An empty script: every LLM request gets HTTP 500 (scripted_script_exhausted).
     host_openai_agent(
         app.runtime,
@@ -194,14 +208,14 @@ async def test_failing_agent_fails_the_workflow_and_leaves_no_history(
     )
     app.start()
     with pytest.raises(AgentCallError) as raised:
-        await asyncio.to_thread(app.client().call, "broken", "Hello?", framework="openai", source="alice")
+        await asyncio.to_thread(app.client().call, "broken", "Hello?", framework="openai", source=alice)
     error = raised.value
     assert error.status == "FAILED"
     assert error.workflow_name == "dapr.openai.broken.workflow"
     assert "InternalServerError" in error.error_type or "500" in error.error_message
     assert "scripted" in error.error_message or "500" in error.error_message
     assert len(llm.requests) == 3  # one per activity attempt
-    assert await history("broken:alice") == []  # failed attempts appended nothing
+    assert await history(f"broken:{alice}") == []  # failed attempts appended nothing
 
 
 @pytest.fixture
@@ -218,8 +232,14 @@ def flaky_step() -> Callable[[str], None]:
 
 
 async def test_retry_of_a_crashed_run_does_not_duplicate_the_task(
-    app: App, llm: ScriptedChatServer, flaky_step: Callable[[str], None], dapr_state_backend: str
+    app: App,
+    llm: ScriptedChatServer,
+    flaky_step: Callable[[str], None],
+    dapr_state_backend: str,
+    caller: Callable[[str], str],
 ) -> None:
+    bob = caller("bob")
+
     @function_tool(failure_error_function=None)
     def lookup(order: str) -> str:
         """Look an order up."""
@@ -235,10 +255,10 @@ async def test_retry_of_a_crashed_run_does_not_duplicate_the_task(
     host_openai_agent(app.runtime, agent, run_config=run_config(llm), retry_policy=FAST_RETRY)
     app.start()
     answer = await asyncio.to_thread(
-        app.client().call, "support", "Where is order 42?", framework="openai", source="bob"
+        app.client().call, "support", "Where is order 42?", framework="openai", source=bob
     )
     assert answer.content == "Order 42 has shipped."
-    items = await history("support:bob")
+    items = await history(f"support:{bob}")
     assert user_texts(items) == ["Where is order 42?"]
     assert [item.get("call_id") for item in items if item.get("type") == "function_call"] == ["call_b"]
 
@@ -251,9 +271,11 @@ async def test_retry_after_the_commit_began_neither_reruns_nor_duplicates(
     monkeypatch: pytest.MonkeyPatch,
     crash_at: str,
     dapr_state_backend: str,
+    caller: Callable[[str], str],
 ) -> None:
     """The first attempt dies before its append ("append") or after it, before the call
     record says done ("done"); the retry finishes the commit from the record, without a run."""
+    bob = caller("bob")
     write = host_module._CallRecords.write
     add_items = DaprSession.add_items
 
@@ -277,12 +299,10 @@ async def test_retry_after_the_commit_began_neither_reruns_nor_duplicates(
         retry_policy=FAST_RETRY,
     )
     app.start()
-    answer = await asyncio.to_thread(
-        app.client().call, "greeter", "I am Bob", framework="openai", source="bob"
-    )
+    answer = await asyncio.to_thread(app.client().call, "greeter", "I am Bob", framework="openai", source=bob)
     assert answer.content == "Hello Bob."
     assert len(llm.requests) == 1  # the retry did not run the agent again
-    items = await history("greeter:bob")
+    items = await history(f"greeter:{bob}")
     assert [
         (item["role"], item["content"] if isinstance(item["content"], str) else item["content"][0]["text"])
         for item in items
@@ -423,7 +443,7 @@ async def test_tool_retry_in_the_same_scope_reattaches_and_other_runs_do_not(
             ScriptedReply(tool_calls=[ScriptedToolCall("researcher", {"task": "same task"}, id="call_1")]),
             ScriptedReply("done", when="researched"),
         )
-    with dapr_tool_scope("conversation-7"):
+    with dapr_tool_scope(f"conversation-{uuid.uuid4().hex[:6]}"):
         await Runner.run(writer(llm), "Go.", run_config=run_config(llm))
         await Runner.run(writer(llm), "Go.", run_config=run_config(llm))  # the same call, retried
     assert len(researcher.calls) == 1
@@ -440,10 +460,16 @@ async def test_tool_retry_in_the_same_scope_reattaches_and_other_runs_do_not(
 
 
 async def test_hosted_agent_retry_reattaches_to_its_tool_calls(
-    app: App, llm: ScriptedChatServer, researcher: Researcher, flaky_step: Callable[[str], None]
+    app: App,
+    llm: ScriptedChatServer,
+    researcher: Researcher,
+    flaky_step: Callable[[str], None],
+    caller: Callable[[str], str],
 ) -> None:
     """The host scopes its tools to the call's instance id: a redelivered attempt whose model
     repeats the tool call id gets the first attempt's answer instead of a second run."""
+
+    editor = caller("editor")
 
     def crash_once_then_answer(result: Any) -> str:
         flaky_step("output")  # the first attempt dies after its tool call, before committing
@@ -467,9 +493,9 @@ async def test_hosted_agent_retry_reattaches_to_its_tool_calls(
     )
     app.start()
     answer = await asyncio.to_thread(
-        app.client().call, "writer", "Write about Dapr.", framework="openai", source="editor"
+        app.client().call, "writer", "Write about Dapr.", framework="openai", source=editor
     )
     assert answer.content == "Dapr is durable."
     assert len(llm.requests) == 4  # two attempts, each asked the model twice
     assert researcher.calls == [("dapr", "writer" if TOOL_CONTEXT_HAS_AGENT else None)]
-    assert user_texts(await history("writer:editor")) == ["Write about Dapr."]
+    assert user_texts(await history(f"writer:{editor}")) == ["Write about Dapr."]

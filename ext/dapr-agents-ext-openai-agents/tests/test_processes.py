@@ -27,6 +27,7 @@ from dapr_agents.ext.devsidecar.testing import (
 )
 from dapr_agents.ext.openai_agents import DaprSession
 
+# Starts its own sidecar process per store (Redis and SQLite included).
 pytestmark = pytest.mark.devsidecar_only
 
 WRITERS = 8

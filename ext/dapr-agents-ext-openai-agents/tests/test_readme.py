@@ -15,7 +15,7 @@ from dapr_agents.ext.devsidecar.testing import free_port, write_components
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
-@pytest.mark.devsidecar_only
+@pytest.mark.devsidecar_only  # runs the quickstart under its own dapr-devsidecar
 async def test_quickstart_runs_as_written(tmp_path: Path) -> None:
     section = README.read_text(encoding="utf-8").split("## Quickstart", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S)

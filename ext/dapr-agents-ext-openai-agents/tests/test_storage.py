@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -317,6 +318,7 @@ async def test_stores_that_report_insert_conflicts_as_plain_errors(dapr_sidecar:
 
     from dapr_agents.ext.openai_agents._store import status_code
 
+    session_id = f"plain-errors-{uuid.uuid4().hex[:6]}"  # unique: an external daprd keeps state across runs
     client = DaprClient()
     original = client.save_state
     calls = 0
@@ -339,7 +341,7 @@ async def test_stores_that_report_insert_conflicts_as_plain_errors(dapr_sidecar:
     client.save_state = save_state  # type: ignore[method-assign]
     try:
         writers = [
-            DaprSession("plain-errors", state_store_name="statestore", dapr_client=client) for _ in range(6)
+            DaprSession(session_id, state_store_name="statestore", dapr_client=client) for _ in range(6)
         ]
         await asyncio.gather(
             *(writer.add_items([user(f"{n}:{i}")]) for n, writer in enumerate(writers) for i in range(4))
