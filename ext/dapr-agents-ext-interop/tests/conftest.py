@@ -2,11 +2,15 @@
 
 Tests register their workflows on ``app.runtime`` and then call ``app.start()``: one runtime per
 app, as daprd requires (it hands work items to any worker stream of the app).
+
+With ``DAPR_TEST_SIDECAR=external`` the app is the daprd named by ``DAPR_GRPC_PORT`` (app id
+``APP_ID``), started with ``tests/external-components``; tests needing two apps are skipped.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +20,10 @@ import dapr.ext.workflow as wf
 import pytest
 
 from dapr_agents.ext.devsidecar import DevSidecar
-from dapr_agents.ext.devsidecar.testing import SidecarEndpoint
+from dapr_agents.ext.devsidecar.testing import SidecarEndpoint, external_endpoint, external_mode
+
+#: Every registry team the tests write to (cleared between tests on an external daprd).
+TEAMS = ("default", "blue")
 
 
 def component(name: str, backend: str, metadata: dict[str, str]) -> str:
@@ -59,11 +66,11 @@ def write_agent_components(folder: Path, backend: str, redis_address: str | None
 class App:
     """One Dapr app under test: its sidecar and its one WorkflowRuntime."""
 
-    def __init__(self, sidecar: DevSidecar) -> None:
-        self.sidecar = sidecar
-        self.app_id = sidecar.app_id
-        self.endpoint = sidecar.endpoint()
-        self.runtime = wf.WorkflowRuntime(host="127.0.0.1", port=str(sidecar.grpc_port))
+    def __init__(self, endpoint: SidecarEndpoint, sidecar: DevSidecar | None = None) -> None:
+        self.sidecar = sidecar  # None on an external daprd
+        self.app_id = endpoint.app_id
+        self.endpoint = endpoint
+        self.runtime = wf.WorkflowRuntime(host=endpoint.host, port=str(endpoint.grpc_port))
         self.started = False
 
     def start(self) -> App:
@@ -72,7 +79,7 @@ class App:
         return self
 
     def workflow_client(self) -> wf.DaprWorkflowClient:
-        return wf.DaprWorkflowClient(host="127.0.0.1", port=str(self.sidecar.grpc_port))
+        return wf.DaprWorkflowClient(host=self.endpoint.host, port=str(self.endpoint.grpc_port))
 
     def stop(self) -> None:
         # Always: a DurableAgent (or anything else) may have started the runtime. Let activities
@@ -96,6 +103,8 @@ def make_app(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callabl
     flushed: list[bool] = []
 
     def make(app_id: str = "test-app", backend: str = "in-memory") -> App:
+        if external_mode():
+            return external_app()
         redis_address = None
         if backend == "redis":
             server = request.getfixturevalue("redis_server")
@@ -107,7 +116,17 @@ def make_app(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callabl
         sidecar = DevSidecar(app_id=app_id, resources_paths=[folder])
         sidecar.start()
         sidecars.append(sidecar)
-        app = App(sidecar)
+        app = App(sidecar.endpoint(), sidecar)
+        apps.append(app)
+        return app
+
+    def external_app() -> App:
+        if apps:
+            pytest.fail("one external daprd is one app: mark tests needing two apps devsidecar_only")
+        endpoint = external_endpoint()
+        with endpoint.sdk_configured():
+            clear_registry()
+        app = App(endpoint)
         apps.append(app)
         return app
 
@@ -122,10 +141,22 @@ def make_app(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callabl
 def app(make_app: Callable[..., App], backend: str) -> Iterator[App]:
     """A single app with the in-process SDK pointed at its sidecar."""
     created = make_app("test-app", backend)
-    with SidecarEndpoint(
-        created.sidecar.grpc_port, created.sidecar.http_port, app_id="test-app"
-    ).sdk_configured():
+    with created.endpoint.sdk_configured():
         yield created
+
+
+def clear_registry() -> None:
+    """Empty the registry: an external daprd keeps it from test to test, a fresh dev sidecar
+    starts without one (tests count the agents they registered)."""
+    from dapr.clients import DaprClient
+
+    with DaprClient() as client:
+        for team in TEAMS:
+            index = f"agents:{team}:_index"
+            data = client.get_state("agent-registry", index).data
+            for name in json.loads(data)["agents"] if data else []:
+                client.delete_state("agent-registry", f"agents:{team}:{name}")
+            client.delete_state("agent-registry", index)
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:

@@ -20,6 +20,9 @@ from dapr_agents.ext.interop import (
     host_agent,
 )
 
+# Two apps, each with its own sidecar: an external daprd is one app.
+pytestmark = pytest.mark.devsidecar_only
+
 
 def client_for(app: App) -> AgentClient:
     """A client of the calling app (the in-process SDK points at its sidecar, see ``apps``)."""

@@ -11,9 +11,11 @@ import pytest
 from conftest import App
 from dapr.clients import DaprClient
 
+from dapr_agents.ext.devsidecar.testing import external_mode
 from dapr_agents.ext.interop import AgentRecord, AgentRegistry, AsyncAgentRegistry, host_agent
 
-BACKENDS = ["in-memory", "sqlite", "redis"]
+# An external daprd has the one store it was started with.
+BACKENDS = ["external"] if external_mode() else ["in-memory", "sqlite", "redis"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -41,7 +43,7 @@ def test_register_writes_what_dapr_agents_reads(app: App) -> None:
         stored = json.loads(client.get_state("agent-registry", "agents:default:Triage Agent").data)
     schema = AgentMetadataSchema.model_validate(stored)
     assert schema.agent.metadata == {"workflow_name": "dapr.openai.TriageAgent.workflow"}
-    assert schema.agent.appid == "test-app"
+    assert schema.agent.appid == app.app_id
     assert [r.name for r in registry.list_agents()] == ["Triage Agent"]
     registry.unregister("Triage Agent")
     registry.unregister("Triage Agent")

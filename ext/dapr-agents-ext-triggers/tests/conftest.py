@@ -1,6 +1,10 @@
 """Shared fixtures: a dev sidecar per test (in this process, SQLite state), one scripted LLM for the
 session, and a factory of real ``DurableAgent``s that tears its runners down only after their
-runs finished (an activity ending after ``WorkflowRuntime.shutdown()`` can crash the SDK)."""
+runs finished (an activity ending after ``WorkflowRuntime.shutdown()`` can crash the SDK).
+
+With ``DAPR_TEST_SIDECAR=external`` every test uses the daprd named by ``DAPR_GRPC_PORT``
+(app id ``APP_ID``), started with ``tests/external-components``; agent names are unique per
+test, so tests do not see each other's runs or dedupe records."""
 
 from __future__ import annotations
 
@@ -15,7 +19,12 @@ from typing import Any
 import pytest
 
 from dapr_agents.ext.devsidecar import DevSidecar, ScriptedChatServer, ScriptedReply
-from dapr_agents.ext.devsidecar.testing import SidecarEndpoint, write_components
+from dapr_agents.ext.devsidecar.testing import (
+    SidecarEndpoint,
+    external_endpoint,
+    external_mode,
+    write_components,
+)
 
 #: dapr-agents asks for a structured conversation summary after every run; its prompt starts so.
 SUMMARY_PROMPT = "Summarize the following conversation"
@@ -114,7 +123,9 @@ def non_daemon_threads() -> set[threading.Thread]:
 class Harness:
     """One test's sidecar, agents and runners."""
 
-    def __init__(self, endpoint: SidecarEndpoint, sidecar: DevSidecar, llm: ScriptedChatServer) -> None:
+    def __init__(
+        self, endpoint: SidecarEndpoint, sidecar: DevSidecar | None, llm: ScriptedChatServer
+    ) -> None:
         self.endpoint = endpoint
         self.sidecar = sidecar
         self.llm = llm
@@ -180,6 +191,7 @@ class Harness:
     def subscribers(self, topic: str, pubsub: str = "agent-pubsub") -> int:
         """How many streaming subscriptions the sidecar holds for ``topic``. Read from the dev
         sidecar's internals: its GetMetadata does not list subscriptions (daprd's does)."""
+        assert self.sidecar is not None, "counting subscriptions needs the dev sidecar: mark the test"
         return len(self.sidecar._pubsubs[pubsub]._subscribers.get(topic, []))
 
     def close(self) -> None:
@@ -191,16 +203,21 @@ class Harness:
 
 @pytest.fixture
 def harness(tmp_path: Path, llm: ScriptedChatServer) -> Iterator[Harness]:
-    folder = write_agent_components(tmp_path / "components")
-    sidecar = DevSidecar(app_id=f"app{uuid.uuid4().hex[:6]}", resources_paths=[str(folder)]).start()
-    endpoint = SidecarEndpoint(sidecar.grpc_port, sidecar.http_port, app_id=sidecar.app_id)
+    sidecar: DevSidecar | None = None
+    if external_mode():
+        endpoint = external_endpoint()
+    else:
+        folder = write_agent_components(tmp_path / "components")
+        sidecar = DevSidecar(app_id=f"app{uuid.uuid4().hex[:6]}", resources_paths=[str(folder)]).start()
+        endpoint = SidecarEndpoint(sidecar.grpc_port, sidecar.http_port, app_id=sidecar.app_id)
     with endpoint.sdk_configured():
         h = Harness(endpoint, sidecar, llm)
         try:
             yield h
         finally:
             h.close()
-    sidecar.stop()
+    if sidecar is not None:
+        sidecar.stop()
 
 
 def run(coro: Any) -> Any:

@@ -258,6 +258,7 @@ def test_max_concurrency_holds_back_acknowledgements(harness: Harness) -> None:
     assert {s.runtime_status.name for s in states} == {"COMPLETED"}
 
 
+@pytest.mark.devsidecar_only  # counts subscriptions inside the dev sidecar (Harness.subscribers)
 def test_shutdown_closes_the_subscription_and_its_threads(harness: Harness) -> None:
     agent = harness.agent()
     topic_trigger(agent, pubsub="agent-pubsub", topic="t1")
@@ -285,6 +286,7 @@ def test_shutdown_closes_the_subscription_and_its_threads(harness: Harness) -> N
     )
 
 
+@pytest.mark.devsidecar_only  # counts subscriptions inside the dev sidecar (Harness.subscribers)
 def test_a_failing_later_activation_rolls_the_subscription_back(harness: Harness) -> None:
     agent = harness.agent()
     topic_trigger(agent, pubsub="agent-pubsub", topic="rollback")
@@ -307,6 +309,7 @@ def test_an_unknown_pubsub_fails_hosting_with_the_name(harness: Harness) -> None
         harness.runner().workflow(agent)
 
 
+@pytest.mark.devsidecar_only  # counts subscriptions inside the dev sidecar (Harness.subscribers)
 def test_registration_after_hosting_fails_as_dapr_agents_does(harness: Harness) -> None:
     agent = harness.agent()
     harness.runner().workflow(agent)
@@ -315,12 +318,14 @@ def test_registration_after_hosting_fails_as_dapr_agents_does(harness: Harness) 
     assert harness.subscribers("late") == 0
 
 
+@pytest.mark.devsidecar_only  # counts subscriptions inside the dev sidecar (Harness.subscribers)
 def test_the_factory_does_no_io(harness: Harness) -> None:
     agent = harness.agent()
     topic_trigger(agent, pubsub="agent-pubsub", topic="lazy")
     assert harness.subscribers("lazy") == 0  # nothing until the agent is hosted
 
 
+@pytest.mark.devsidecar_only  # counts subscriptions inside the dev sidecar (Harness.subscribers)
 def test_run_hosts_the_trigger_too(harness: Harness) -> None:
     agent = harness.agent()
     topic_trigger(agent, pubsub="agent-pubsub", topic="viarun")

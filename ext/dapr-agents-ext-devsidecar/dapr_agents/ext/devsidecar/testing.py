@@ -325,7 +325,9 @@ class SidecarProcess:
     env: dict[str, str] = field(default_factory=dict)
     _process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> SidecarProcess:
+    def start(self, timeout: float = 90.0) -> SidecarProcess:
+        # Generous: it returns as soon as the sidecar is healthy, and on a loaded 2-core machine
+        # with dapr-agents installed (imported with the package, ~7 s alone) a start can take 30 s.
         self.grpc_port = self.grpc_port or free_port()
         self.http_port = self.http_port or free_port()
         command = [
