@@ -139,11 +139,11 @@ def _sample_requirements(listing: Path) -> list[str]:
 def samples(session: nox.Session) -> None:
     """Run every sample end to end against the dev sidecar and check its output (one virtualenv
     with every sample's ``requirements.txt``)."""
-    requirements = [f"{DEVSIDECAR}[redis]", "pytest"]
+    requirements = [f"{DEVSIDECAR}[redis]", "pytest", "pytest-xdist>=3.6"]
     for listing in sorted(ROOT.glob("samples/*/requirements.txt")):
         requirements += _sample_requirements(listing)
     session.install(*dict.fromkeys(requirements))
-    session.run("pytest", "-q", "-p", "no:cacheprovider", str(ROOT / "samples"))
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *PARALLEL, str(ROOT / "samples"))
 
 
 @nox.session(python=PYTHON)
