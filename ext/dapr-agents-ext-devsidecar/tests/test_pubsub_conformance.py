@@ -12,9 +12,11 @@ import asyncio
 import base64
 import json
 import re
+import urllib.request
 
 import grpc
 import pytest
+from dapr.proto.runtime.v1 import metadata_pb2
 from helpers import rpc_fails
 
 from dapr_agents.ext.devsidecar.testing import external_mode
@@ -95,18 +97,55 @@ async def test_cloudevent_metadata_overrides_envelope_fields(dapr, unique):
     await subscription.respond(message, "success")
 
 
-async def test_every_subscriber_gets_every_event(dapr, unique):
-    topic = f"{unique}-fanout"
+def streams(raw_stub, topic: str) -> list:
+    """The metadata's subscriptions to ``topic`` (the SDK's GetMetadataResponse omits them)."""
+    response = raw_stub.GetMetadata(metadata_pb2.GetMetadataRequest(), metadata=raw_stub.call_metadata)
+    return [s for s in response.subscriptions if s.topic == topic]
+
+
+def http_streams(sidecar, topic: str) -> list:
+    """The subscriptions to ``topic`` in the HTTP metadata document (``GET /v1.0/metadata``)."""
+    headers = {"dapr-api-token": sidecar.api_token} if sidecar.api_token else {}
+    request = urllib.request.Request(f"{sidecar.http_endpoint}/v1.0/metadata", headers=headers)
+    with urllib.request.urlopen(request, timeout=5) as answer:
+        return [s for s in json.load(answer).get("subscriptions", []) if s["topic"] == topic]
+
+
+async def test_one_streaming_subscription_per_topic_and_the_metadata_lists_it(
+    dapr, raw_stub, dapr_sidecar, unique
+):
+    """daprd keeps one stream per pubsub and topic (a second is refused until the first ends; other
+    replicas have their own sidecar) and lists open streams in its metadata as STREAMING."""
+    topic = f"{unique}-one-stream"
     first = await dapr.subscribe(PUBSUB, topic)
-    second = await dapr.subscribe(PUBSUB, topic)
+    with pytest.raises(Exception) as refused:
+        second = await dapr.subscribe(PUBSUB, topic)
+        await second.next(timeout=5)  # the aio client reports the refusal on the first read
+    assert f'already subscribed to pubsub "{PUBSUB}" topic "{topic}"' in str(refused.value) + repr(
+        refused.value.__cause__
+    )
+    listed = await asyncio.to_thread(streams, raw_stub, topic)
+    assert [(s.pubsub_name, s.type) for s in listed] == [
+        (PUBSUB, metadata_pb2.PubsubSubscriptionType.STREAMING)
+    ]
+    assert [rule.path for rule in listed[0].rules.rules] == ["/"]
+    documented = await asyncio.to_thread(http_streams, dapr_sidecar, topic)
+    assert [(s["pubsubname"], s["type"], s["rules"]) for s in documented] == [
+        (PUBSUB, "STREAMING", [{"path": "/"}])
+    ]
+
+    await first.close()
+    deadline = asyncio.get_running_loop().time() + 5
+    while await asyncio.to_thread(streams, raw_stub, topic):
+        assert asyncio.get_running_loop().time() < deadline, "the closed stream is still listed"
+        await asyncio.sleep(0.05)
+    again = await dapr.subscribe(PUBSUB, topic)
     await dapr.call(
         "publish_event", PUBSUB, topic, json.dumps({"n": 1}), data_content_type="application/json"
     )
-    got_first, got_second = await first.next(), await second.next()
-    assert got_first.id() == got_second.id()
-    assert got_first.data() == got_second.data() == {"n": 1}
-    await first.respond(got_first, "success")
-    await second.respond(got_second, "success")
+    message = await again.next()
+    assert message.data() == {"n": 1}
+    await again.respond(message, "success")
 
 
 async def test_retry_without_policy_goes_once_to_the_dead_letter_topic(dapr, unique):

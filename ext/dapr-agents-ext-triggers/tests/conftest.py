@@ -189,10 +189,13 @@ class Harness:
             client.close()
 
     def subscribers(self, topic: str, pubsub: str = "agent-pubsub") -> int:
-        """How many streaming subscriptions the sidecar holds for ``topic``. Read from the dev
-        sidecar's internals: its GetMetadata does not list subscriptions (daprd's does)."""
-        assert self.sidecar is not None, "counting subscriptions needs the dev sidecar: mark the test"
-        return len(self.sidecar._pubsubs[pubsub]._subscribers.get(topic, []))
+        """How many streaming subscriptions the sidecar lists for ``topic`` in its metadata
+        (through the generated stub: the SDK's GetMetadataResponse leaves subscriptions out)."""
+        from dapr.proto import api_v1
+
+        with self.client() as client:
+            response = client._stub.GetMetadata(api_v1.GetMetadataRequest())
+        return sum(1 for s in response.subscriptions if s.pubsub_name == pubsub and s.topic == topic)
 
     def close(self) -> None:
         if self.instances:

@@ -8,8 +8,6 @@ import subprocess
 import sys
 import uuid
 
-import pytest
-
 from dapr_agents.ext.triggers import topic_trigger
 from tests.conftest import Harness, task_requests, wait_until
 
@@ -26,7 +24,6 @@ def test_both_extensions_import_from_the_one_namespace() -> None:
     assert importlib.metadata.version("dapr-agents-ext-drasi")
 
 
-@pytest.mark.devsidecar_only  # counts subscriptions inside the dev sidecar (Harness.subscribers)
 def test_both_triggers_attach_to_one_agent_and_run(harness: Harness) -> None:
     from dapr_agents.ext.drasi import drasi_trigger
 

@@ -14,6 +14,7 @@ from dapr.clients.grpc._state import Concurrency, StateOptions
 
 from dapr_agents.ext.triggers import Dedupe, TopicEvent, TriggerConfigError, topic_trigger
 from dapr_agents.ext.triggers._ids import digest
+from dapr_agents.ext.triggers._ledger import Ledger
 from tests.conftest import Harness, run, task_requests, wait_until
 
 
@@ -98,27 +99,42 @@ def test_a_retry_redelivery_does_not_start_a_second_run(harness: Harness) -> Non
     assert trigger.stats.started == 1
 
 
-def test_two_consumers_of_one_ledger_start_one_run(harness: Harness) -> None:
-    """Two triggers on one agent and topic (as two replicas would be) both receive every event
-    (fan-out); the first-write claim lets exactly one of them schedule each run."""
+def test_two_consumers_of_one_ledger_claim_each_key_once(harness: Harness) -> None:
+    """Replicas of an app (each with its own sidecar) may both get an event; they share the ledger,
+    and its first-write claim lets exactly one of them schedule the run."""
+    namespace = f"ledger-test:{marker()}"
+    keys = [f"job-{i}" for i in range(5)]
+    outcomes: dict[tuple[int, str], Any] = {}
+    with harness.client() as client:
+        consumers = [Ledger(client, Dedupe(), namespace) for _ in range(2)]
+
+        def claim_all(n: int) -> None:
+            for key in keys:
+                outcomes[(n, key)] = consumers[n].claim(key, f"instance-{key}")
+
+        threads = [threading.Thread(target=claim_all, args=(n,)) for n in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        for key in keys:
+            claims = [outcomes[(n, key)] for n in range(2)]
+            assert sorted(c.outcome for c in claims) == ["busy", "claimed"], key
+            winner = next(n for n in range(2) if claims[n].outcome == "claimed")
+            consumers[winner].mark_started(key, claims[winner])
+            # A later delivery to the other replica finds the run started.
+            assert consumers[1 - winner].claim(key, f"instance-{key}").outcome == "started"
+
+
+def test_a_second_trigger_on_one_topic_is_refused_with_the_fix(harness: Harness) -> None:
+    """A sidecar keeps one streaming subscription per topic (daprd refuses a second), so two
+    triggers on one topic in one app cannot both come up: hosting fails and says what to do."""
     agent = harness.agent()
-    t1 = topic_trigger(agent, pubsub="agent-pubsub", topic="shared")
-    t2 = topic_trigger(agent, pubsub="agent-pubsub", topic="shared")
-    harness.runner().subscribe(agent)
-    tag = marker()
-    for i in range(5):
-        harness.publish("shared", f"{tag} job {i}", event_id=f"job-{i}")
-    wait_until(lambda: t1.stats.received == 5 and t2.stats.received == 5, what="fan-out to both")
-    harness.instances += [t1.instance_id_for(f"job-{i}") for i in range(5)]
-    harness.wait_finished(harness.instances)
-    assert sorted(task_requests(harness.llm, tag)) == [f"{tag} job {i}" for i in range(5)]
-    # A consumer that found the other's fresh claim waits for it to turn into "started".
-    wait_until(
-        lambda: sum(t.stats.started + t.stats.duplicates for t in (t1, t2)) == 10,
-        what="both consumers to settle",
-    )
-    assert t1.stats.started + t2.stats.started == 5
-    assert t1.stats.duplicates + t2.stats.duplicates == 5
+    topic_trigger(agent, pubsub="agent-pubsub", topic="shared")
+    topic_trigger(agent, pubsub="agent-pubsub", topic="shared")
+    with pytest.raises(RuntimeError, match="one topic_trigger per topic"):
+        harness.runner().workflow(agent)
+    wait_until(lambda: harness.subscribers("shared") == 0, what="the first trigger rolled back")
 
 
 def test_an_abandoned_claim_is_taken_over_after_its_lease(harness: Harness) -> None:
@@ -258,7 +274,6 @@ def test_max_concurrency_holds_back_acknowledgements(harness: Harness) -> None:
     assert {s.runtime_status.name for s in states} == {"COMPLETED"}
 
 
-@pytest.mark.devsidecar_only  # counts subscriptions inside the dev sidecar (Harness.subscribers)
 def test_shutdown_closes_the_subscription_and_its_threads(harness: Harness) -> None:
     agent = harness.agent()
     topic_trigger(agent, pubsub="agent-pubsub", topic="t1")
@@ -286,7 +301,6 @@ def test_shutdown_closes_the_subscription_and_its_threads(harness: Harness) -> N
     )
 
 
-@pytest.mark.devsidecar_only  # counts subscriptions inside the dev sidecar (Harness.subscribers)
 def test_a_failing_later_activation_rolls_the_subscription_back(harness: Harness) -> None:
     agent = harness.agent()
     topic_trigger(agent, pubsub="agent-pubsub", topic="rollback")
@@ -309,7 +323,6 @@ def test_an_unknown_pubsub_fails_hosting_with_the_name(harness: Harness) -> None
         harness.runner().workflow(agent)
 
 
-@pytest.mark.devsidecar_only  # counts subscriptions inside the dev sidecar (Harness.subscribers)
 def test_registration_after_hosting_fails_as_dapr_agents_does(harness: Harness) -> None:
     agent = harness.agent()
     harness.runner().workflow(agent)
@@ -318,14 +331,12 @@ def test_registration_after_hosting_fails_as_dapr_agents_does(harness: Harness) 
     assert harness.subscribers("late") == 0
 
 
-@pytest.mark.devsidecar_only  # counts subscriptions inside the dev sidecar (Harness.subscribers)
 def test_the_factory_does_no_io(harness: Harness) -> None:
     agent = harness.agent()
     topic_trigger(agent, pubsub="agent-pubsub", topic="lazy")
     assert harness.subscribers("lazy") == 0  # nothing until the agent is hosted
 
 
-@pytest.mark.devsidecar_only  # counts subscriptions inside the dev sidecar (Harness.subscribers)
 def test_run_hosts_the_trigger_too(harness: Harness) -> None:
     agent = harness.agent()
     topic_trigger(agent, pubsub="agent-pubsub", topic="viarun")

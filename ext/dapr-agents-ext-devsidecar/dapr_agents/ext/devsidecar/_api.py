@@ -84,6 +84,9 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
         self._components = list(components)
         self._extended = dict(extended_metadata or {})
         self._connected_workers = connected_workers
+        # Open streaming subscriptions by (pubsub, topic), in subscription order: daprd allows one
+        # per topic per sidecar and lists them in its metadata.
+        self._streams: dict[tuple[str, str], pubsub_pb2.SubscribeTopicEventsRequestInitialAlpha1] = {}
 
     # -- state --------------------------------------------------------------------------------
 
@@ -561,8 +564,15 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
             if not initial.topic:
                 raise ApiError(grpc.StatusCode.UNKNOWN, "topic is required")
             pubsub = self._pubsub(initial.pubsub_name, dict(initial.metadata))
+            stream_key = (initial.pubsub_name, initial.topic)
+            if stream_key in self._streams:
+                raise ApiError(
+                    grpc.StatusCode.UNKNOWN,
+                    f'streamer already subscribed to pubsub "{initial.pubsub_name}" topic "{initial.topic}"',
+                )
         except ApiError as error:
             await abort(context, error)
+        self._streams[stream_key] = initial
         subscriber = pubsub.subscribe(initial.topic, initial.dead_letter_topic, dict(initial.metadata))
         outcome: dict[str, str] = {}
 
@@ -603,6 +613,8 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
                     event_message=self._topic_event(subscriber, getter.result())
                 )
         finally:
+            # Before the client hears that the stream ended, so its resubscription is accepted.
+            del self._streams[stream_key]
             pubsub.unsubscribe(subscriber)
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -610,6 +622,20 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
             await abort(context, ApiError(grpc.StatusCode.UNKNOWN, outcome["error"]))
 
     # -- metadata -----------------------------------------------------------------------------
+
+    def stream_subscriptions(self) -> list[dict[str, object]]:
+        """The open streaming subscriptions as daprd's HTTP metadata document lists them."""
+        return [
+            {
+                "pubsubname": initial.pubsub_name,
+                "topic": initial.topic,
+                "deadLetterTopic": initial.dead_letter_topic,
+                "metadata": dict(initial.metadata),
+                "rules": [{"path": "/"}],
+                "type": "STREAMING",
+            }
+            for initial in self._streams.values()
+        ]
 
     async def GetMetadata(
         self, request: metadata_pb2.GetMetadataRequest, context: grpc.aio.ServicerContext
@@ -629,6 +655,15 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
         response.actor_runtime.runtime_status = metadata_pb2.ActorRuntime.DISABLED
         response.actor_runtime.placement = "placement: disconnected"
         response.workflows.connected_workers = self._connected_workers()
+        for initial in self._streams.values():
+            subscription = response.subscriptions.add(
+                pubsub_name=initial.pubsub_name,
+                topic=initial.topic,
+                dead_letter_topic=initial.dead_letter_topic,
+                metadata=dict(initial.metadata),
+                type=metadata_pb2.PubsubSubscriptionType.STREAMING,
+            )
+            subscription.rules.rules.add(path="/")
         return response
 
     async def SetMetadata(

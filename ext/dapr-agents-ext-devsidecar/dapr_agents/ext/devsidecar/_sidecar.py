@@ -181,6 +181,7 @@ class DevSidecar:
                 {"name": name, "type": ctype, "version": version, "capabilities": list(caps)}
                 for name, ctype, version, caps in self._registered_components()
             ],
+            "subscriptions": self._api.stream_subscriptions() if self._api else [],
         }
 
     async def start_async(self) -> None:
@@ -249,7 +250,7 @@ class DevSidecar:
         self._http = HttpApiServer(
             host=self.host,
             port=self._requested_http_port,
-            api_token=self.api_token,
+            api_token=self.api_token or None,  # "" is no token, as on the gRPC port
             metadata=self._metadata_document,
         )
         try:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from dapr.proto import api_v1, appcallback_v1
 from google.protobuf.json_format import MessageToDict
 
-from ._errors import TriggerConfigError
+from ._errors import TriggerConfigError, TriggerError
 from ._events import (
     MapperResult,
     TopicEvent,
@@ -168,7 +168,16 @@ class TopicTrigger:
         stub = ctx.dapr_client._stub  # the client's (authenticated) channel
         # Opened here, synchronously, so a bad pub/sub name fails the hosting call and events
         # published once hosting returns are delivered.
-        first = _Stream(stub, self.pubsub, self.topic, self.dead_letter_topic)
+        try:
+            first = _Stream(stub, self.pubsub, self.topic, self.dead_letter_topic)
+        except Exception as exc:
+            if "already subscribed" not in str(exc):
+                raise
+            raise TriggerError(
+                f"{self!r}: this app already has a streaming subscription to topic {self.topic!r} of "
+                f"{self.pubsub!r}, and a Dapr sidecar allows one per topic. Register one topic_trigger "
+                "per topic (its filter and mapper can route events), or consume the topic in another app."
+            ) from exc
         streams: list[_Stream] = [first]
         thread = threading.Thread(
             target=self._loop,
