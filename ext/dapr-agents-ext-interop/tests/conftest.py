@@ -19,7 +19,7 @@ from typing import Any
 import dapr.ext.workflow as wf
 import pytest
 
-from dapr_agents.ext.devsidecar import DevSidecar
+from dapr_agents.ext.devsidecar import DevSidecar, ScriptedChatServer, ScriptedReply
 from dapr_agents.ext.devsidecar.testing import SidecarEndpoint, external_endpoint, external_mode
 
 #: Every registry team the tests write to (cleared between tests on an external daprd).
@@ -167,3 +167,22 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
             return value
         time.sleep(0.05)
     raise AssertionError(f"condition not met within {timeout} s")
+
+
+#: dapr-agents asks for a conversation summary after each DurableAgent run; every script answers it.
+SUMMARY = ScriptedReply('{"summary": "done"}', when="Summarize the following conversation", repeat=True)
+
+
+@pytest.fixture
+def llm() -> Iterator[Callable[[list[ScriptedReply]], ScriptedChatServer]]:
+    """Scripted model servers (``llm([...replies])``), each answering the summary request too."""
+    servers: list[ScriptedChatServer] = []
+
+    def make(replies: list[ScriptedReply]) -> ScriptedChatServer:
+        server = ScriptedChatServer([SUMMARY, *replies]).start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()

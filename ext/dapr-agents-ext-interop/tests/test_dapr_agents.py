@@ -5,30 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Iterator
 from typing import Any
 
-import pytest
 from conftest import App
 
 from dapr_agents.ext.devsidecar._scripted_llm import ScriptedChatServer, ScriptedReply, ScriptedToolCall
 from dapr_agents.ext.interop import AgentCall, AgentClient, AgentRegistry, host_agent
-
-SUMMARY = ScriptedReply('{"summary": "done"}', when="Summarize the following conversation", repeat=True)
-
-
-@pytest.fixture
-def llm() -> Iterator[Callable[[list[ScriptedReply]], ScriptedChatServer]]:
-    servers: list[ScriptedChatServer] = []
-
-    def make(replies: list[ScriptedReply]) -> ScriptedChatServer:
-        server = ScriptedChatServer([SUMMARY, *replies]).start()
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
 
 
 def durable_agent(

@@ -11,7 +11,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,22 +27,7 @@ if not os.environ.get("INTEROP_E2E"):
     for module in ("dapr_agents.ext.langgraph", "dapr_agents.ext.openai_agents", "dapr_agents.ext.crewai"):
         pytest.importorskip(module, reason="the e2e nox session runs these with every framework package")
 
-SUMMARY = ScriptedReply('{"summary": "done"}', when="Summarize the following conversation", repeat=True)
 HERE = Path(__file__).parent
-
-
-@pytest.fixture
-def llm() -> Iterator[Callable[[list[ScriptedReply]], ScriptedChatServer]]:
-    servers: list[ScriptedChatServer] = []
-
-    def make(replies: list[ScriptedReply]) -> ScriptedChatServer:
-        server = ScriptedChatServer([SUMMARY, *replies]).start()
-        servers.append(server)
-        return server
-
-    yield make
-    for server in servers:
-        server.stop()
 
 
 def durable_agent(runtime: Any, server: ScriptedChatServer, name: str = "boss", tools: Any = ()) -> Any:
