@@ -4,6 +4,8 @@
     nox -s demo               the main job: the flagship sample, killed midway and resumed
     nox -s "tests(devsidecar)"  one distribution
     nox -s lowest             each distribution against the lowest versions its ranges allow
+    nox -s daprd              build Dapr's real runtime (daprd, placement, scheduler) into ~/.dapr/bin
+    nox -s "tests-daprd(langgraph)"  one distribution's suite against that real daprd
 
 Each distribution declares its test requirements in the ``test`` dependency group of its
 pyproject.toml; sessions install the distribution itself from its folder (a real wheel build,
@@ -64,7 +66,9 @@ def _extras(folder: Path) -> str:
 PARALLEL = ["-n", "auto", "--maxprocesses", "4"]
 
 
-def _install_and_test(session: nox.Session, name: str, *install_args: str) -> None:
+def _install_and_test(
+    session: nox.Session, name: str, *install_args: str, env: dict[str, str] | None = None
+) -> None:
     folder = DISTRIBUTIONS[name]
     session.install(
         *install_args,
@@ -77,7 +81,7 @@ def _install_and_test(session: nox.Session, name: str, *install_args: str) -> No
     session.run(
         "pytest",
         *(session.posargs or ["-q", "-p", "no:cacheprovider", *PARALLEL]),
-        env={"PYTHONDONTWRITEBYTECODE": "1"},
+        env={"PYTHONDONTWRITEBYTECODE": "1", **(env or {})},
     )
 
 
@@ -86,6 +90,25 @@ def _install_and_test(session: nox.Session, name: str, *install_args: str) -> No
 def tests(session: nox.Session, name: str) -> None:
     """Run one distribution's test suite in its own virtualenv."""
     _install_and_test(session, name)
+
+
+DAPRD_BUILD = ROOT / ".ci" / "daprd" / "build.py"
+
+
+@nox.session(venv_backend="none")
+def daprd(session: nox.Session) -> None:
+    """Build Dapr's runtime (daprd, placement, scheduler) from Dapr's Go modules into ~/.dapr/bin,
+    where ``dapr init --slim`` puts it; a second run with the same inputs reuses it."""
+    session.run("python3", str(DAPRD_BUILD), *session.posargs, external=True)
+
+
+@nox.session(name="tests-daprd", python=PYTHON)
+@nox.parametrize("name", list(DISTRIBUTIONS), ids=list(DISTRIBUTIONS))
+def tests_daprd(session: nox.Session, name: str) -> None:
+    """One distribution's suite against Dapr's real runtime: the pytest plugin starts placement,
+    scheduler and a daprd per worker (``DAPR_TEST_SIDECAR=daprd``), built by ``nox -s daprd``."""
+    session.run("python3", str(DAPRD_BUILD), external=True)
+    _install_and_test(session, name, env={"DAPR_TEST_SIDECAR": "daprd"})
 
 
 @nox.session(python=PYTHON)

@@ -16,6 +16,12 @@ With ``DAPR_TEST_SIDECAR=external`` nothing is started: ``dapr_sidecar`` points 
 named by ``DAPR_GRPC_PORT``/``DAPR_HTTP_PORT``/``DAPR_API_TOKEN`` (run it with this repository's
 ``components/`` folder), ``dapr_state_backend`` is ``"external"``, and tests marked
 ``devsidecar_only`` (crash tests, multi-sidecar tests) are skipped.
+
+``DAPR_TEST_SIDECAR=daprd`` is the same, except that the plugin itself starts Dapr's real
+runtime for the session (per pytest-xdist worker): placement, scheduler and one daprd from
+``~/.dapr/bin`` on free loopback ports, serving the suite's ``dapr_test_resources`` folder
+(ini option, default ``tests/external-components``) as app ``dapr_test_app_id`` (default
+``test-app``), and points ``DAPR_GRPC_PORT``/``DAPR_HTTP_PORT``/``APP_ID`` at it.
 """
 
 from __future__ import annotations
@@ -29,14 +35,28 @@ import pytest
 
 from .testing import (
     STATE_BACKENDS,
+    DaprControlPlane,
+    DaprdProcess,
     RedisServer,
     SidecarEndpoint,
     SidecarProcess,
     external_endpoint,
     external_mode,
     find_redis_server,
+    sidecar_mode,
     write_components,
 )
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "dapr_test_app_id", "app id of the daprd that DAPR_TEST_SIDECAR=daprd starts", default="test-app"
+    )
+    parser.addini(
+        "dapr_test_resources",
+        "components folder for DAPR_TEST_SIDECAR=daprd, relative to the rootdir",
+        default="tests/external-components",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -53,6 +73,47 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "devsidecar_only" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _dapr_real_runtime(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """With ``DAPR_TEST_SIDECAR=daprd``: Dapr's runtime for the session, found by the
+    ``external`` machinery through the environment it sets."""
+    if sidecar_mode() != "daprd":
+        yield
+        return
+    config = request.config
+    resources = Path(str(config.rootpath)) / str(config.getini("dapr_test_resources"))
+    if not resources.exists():
+        pytest.fail(f"DAPR_TEST_SIDECAR=daprd: no components folder {resources} (ini dapr_test_resources)")
+    workdir = tmp_path_factory.mktemp("daprd")
+    with DaprControlPlane(workdir) as control_plane:
+        daprd = DaprdProcess(
+            str(config.getini("dapr_test_app_id")),
+            control_plane,
+            [resources],
+            api_token=os.environ.get("DAPR_API_TOKEN") or None,
+        )
+        with daprd:
+            saved = {name: os.environ.get(name) for name in ("DAPR_GRPC_PORT", "DAPR_HTTP_PORT", "APP_ID")}
+            os.environ.update(
+                {
+                    "DAPR_GRPC_PORT": str(daprd.grpc_port),
+                    "DAPR_HTTP_PORT": str(daprd.http_port),
+                    "APP_ID": daprd.app_id,
+                }
+            )
+            try:
+                with external_endpoint().sdk_configured():
+                    yield
+            finally:
+                for name, value in saved.items():
+                    if value is None:
+                        os.environ.pop(name, None)
+                    else:
+                        os.environ[name] = value
 
 
 def _backends() -> list[str]:

@@ -8,7 +8,9 @@ benchmarks and samples can use them too:
 - :class:`SidecarProcess` runs the dev sidecar as a separate process (for crash tests);
 - :class:`SidecarEndpoint` describes where a sidecar listens, and points the Dapr SDK at it;
 - :func:`external_endpoint` reads the address of an already running daprd from the environment
-  (``DAPR_TEST_SIDECAR=external``).
+  (``DAPR_TEST_SIDECAR=external``);
+- :class:`DaprControlPlane` and :class:`DaprdProcess` run Dapr's real runtime (placement,
+  scheduler, daprd) from ``~/.dapr/bin``, as ``dapr run`` does (``DAPR_TEST_SIDECAR=daprd``).
 """
 
 from __future__ import annotations
@@ -30,8 +32,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Environment variable selecting where tests find their sidecar: ``dev`` (default) or ``external``.
+from ._daprd import DaprControlPlane, DaprdProcess, daprd_available, daprd_bin_dir
+
+__all__ = [
+    "STATE_BACKENDS",
+    "DaprControlPlane",
+    "DaprdProcess",
+    "RedisServer",
+    "SidecarEndpoint",
+    "SidecarProcess",
+    "daprd_available",
+    "daprd_bin_dir",
+    "external_endpoint",
+    "external_mode",
+    "find_redis_server",
+    "free_port",
+    "sidecar_mode",
+    "wait_for_health",
+    "write_components",
+]
+
+#: Environment variable selecting where tests find their sidecar: ``dev`` (default), ``external``
+#: (an already running daprd) or ``daprd`` (the pytest plugin starts Dapr's real runtime).
 SIDECAR_MODE_ENV = "DAPR_TEST_SIDECAR"
+SIDECAR_MODES = ("dev", "external", "daprd")
 
 STATE_BACKENDS = ("in-memory", "sqlite", "redis")
 
@@ -142,12 +166,20 @@ def external_endpoint(env: Mapping[str, str] | None = None) -> SidecarEndpoint:
     )
 
 
+def sidecar_mode(env: Mapping[str, str] | None = None) -> str:
+    """``DAPR_TEST_SIDECAR``: ``dev`` (default), ``external`` or ``daprd``."""
+    value = (os.environ if env is None else env).get(SIDECAR_MODE_ENV, "dev").strip().lower() or "dev"
+    if value not in SIDECAR_MODES:
+        raise ValueError(
+            f"{SIDECAR_MODE_ENV}={value!r}: use 'dev' (default), 'external' (a daprd you started) "
+            "or 'daprd' (the pytest plugin starts daprd, placement and scheduler from ~/.dapr/bin)"
+        )
+    return value
+
+
 def external_mode(env: Mapping[str, str] | None = None) -> bool:
-    """True when tests must use an already running daprd instead of starting dev sidecars."""
-    value = (os.environ if env is None else env).get(SIDECAR_MODE_ENV, "dev").strip().lower()
-    if value not in {"dev", "external"}:
-        raise ValueError(f"{SIDECAR_MODE_ENV}={value!r}: use 'dev' (default) or 'external'")
-    return value == "external"
+    """True when tests use a real daprd (``external`` or ``daprd``) instead of dev sidecars."""
+    return sidecar_mode(env) != "dev"
 
 
 def _component(

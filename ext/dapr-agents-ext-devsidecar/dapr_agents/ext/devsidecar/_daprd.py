@@ -1,0 +1,323 @@
+"""The real Dapr runtime, self-hosted: placement, scheduler and one daprd per app.
+
+This is what ``dapr run`` does on a developer machine after ``dapr init --slim``, reduced to the
+processes: the binaries are looked up where ``dapr init`` installs them (``~/.dapr/bin``, or
+``DAPR_INSTALL_DIR``); this repository builds them from Dapr's Go modules (``nox -s daprd``).
+Every port is a free loopback port, so several stacks run side by side (one per test worker).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ._errors import DevSidecarError
+
+BINARIES = ("daprd", "placement", "scheduler")
+
+
+def daprd_bin_dir() -> Path:
+    """Where the Dapr runtime binaries are: ``DAPR_INSTALL_DIR`` or ``~/.dapr/bin``."""
+    return Path(os.environ.get("DAPR_INSTALL_DIR") or Path.home() / ".dapr" / "bin")
+
+
+def _binary(name: str, bin_dir: Path | None) -> str:
+    path = (bin_dir or daprd_bin_dir()) / name
+    if not path.is_file():
+        raise DevSidecarError(
+            f"{path} does not exist: build Dapr's runtime with 'python3 -m nox -s daprd' "
+            "(or 'dapr init --slim'), or set DAPR_INSTALL_DIR to the folder that holds it"
+        )
+    return str(path)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http_ok(url: str, process: subprocess.Popen[bytes], what: str, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise DevSidecarError(f"{what} exited with code {process.returncode}; its log:\n{_tail(log)}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                if 200 <= answer.status < 300:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    raise DevSidecarError(f"{what} was not healthy at {url} within {timeout:.0f} s; its log:\n{_tail(log)}")
+
+
+def _tail(log: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class _Process:
+    """One runtime process with its log file; SIGKILL-able like a crash."""
+
+    name: str
+    command: list[str]
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> subprocess.Popen[bytes]:
+        out = open(self.log, "ab")  # noqa: SIM115 - the child owns it; closed in stop()
+        self.popen = subprocess.Popen(
+            self.command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            start_new_session=True,  # Ctrl-C in a terminal reaches the app, not the runtime
+        )
+        out.close()
+        return self.popen
+
+    @property
+    def running(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def kill(self) -> None:
+        if self.running:
+            assert self.popen is not None
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if not self.running:
+            return
+        assert self.popen is not None
+        self.popen.terminate()
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+class DaprControlPlane:
+    """Dapr's placement and scheduler services on free loopback ports.
+
+    Placement keeps its raft log in memory; scheduler keeps its embedded etcd in ``workdir``
+    (so a restarted scheduler keeps its jobs and workflow reminders).
+    """
+
+    def __init__(self, workdir: str | os.PathLike[str] | None = None, *, bin_dir: Path | None = None) -> None:
+        self._owned_dir = None if workdir else tempfile.TemporaryDirectory(prefix="dapr-control-plane-")
+        self.workdir = Path(workdir) if workdir else Path(self._owned_dir.name)  # type: ignore[union-attr]
+        self._bin_dir = bin_dir
+        self.placement_port = _free_port()
+        self.scheduler_port = _free_port()
+        self._placement: _Process | None = None
+        self._scheduler: _Process | None = None
+
+    @property
+    def placement_address(self) -> str:
+        return f"127.0.0.1:{self.placement_port}"
+
+    @property
+    def scheduler_address(self) -> str:
+        return f"127.0.0.1:{self.scheduler_port}"
+
+    def start(self, timeout: float = 60.0) -> DaprControlPlane:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        placement_health, raft = _free_port(), _free_port()
+        self._placement = _Process(
+            "placement",
+            [
+                _binary("placement", self._bin_dir),
+                "--port", str(self.placement_port),
+                "--listen-address", "127.0.0.1",
+                "--healthz-port", str(placement_health),
+                "--healthz-listen-address", "127.0.0.1",
+                "--initial-cluster", f"dapr-placement-0=127.0.0.1:{raft}",
+                "--enable-metrics=false",
+                "--log-level", "warn",
+            ],
+            self.workdir / "placement.log",
+        )  # fmt: skip
+        scheduler_health, etcd_client, etcd_peer = _free_port(), _free_port(), _free_port()
+        self._scheduler = _Process(
+            "scheduler",
+            [
+                _binary("scheduler", self._bin_dir),
+                "--port", str(self.scheduler_port),
+                "--listen-address", "127.0.0.1",
+                "--healthz-port", str(scheduler_health),
+                "--healthz-listen-address", "127.0.0.1",
+                "--etcd-data-dir", str(self.workdir / "scheduler-etcd"),
+                "--etcd-client-port", str(etcd_client),
+                "--etcd-client-listen-address", "127.0.0.1",
+                "--etcd-initial-cluster", f"dapr-scheduler-server-0=http://127.0.0.1:{etcd_peer}",
+                "--identity-directory-write", str(self.workdir / "scheduler-identity"),
+                "--enable-metrics=false",
+                "--log-level", "warn",
+            ],
+            self.workdir / "scheduler.log",
+        )  # fmt: skip
+        placement = self._placement.start()
+        scheduler = self._scheduler.start()
+        try:
+            _wait_http_ok(
+                f"http://127.0.0.1:{placement_health}/healthz",
+                placement,
+                "placement",
+                timeout,
+                self._placement.log,
+            )
+            _wait_http_ok(
+                f"http://127.0.0.1:{scheduler_health}/healthz",
+                scheduler,
+                "scheduler",
+                timeout,
+                self._scheduler.log,
+            )
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for process in (self._scheduler, self._placement):
+            if process is not None:
+                process.stop()
+        if self._owned_dir is not None:
+            self._owned_dir.cleanup()
+            self._owned_dir = None
+
+    def __enter__(self) -> DaprControlPlane:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class DaprdProcess:
+    """One daprd for one app, self-hosted against a :class:`DaprControlPlane`.
+
+    ``start()`` returns once ``/v1.0/healthz/outbound`` answers: the components are loaded and
+    the APIs serve, whether or not the app is up yet (the SDK's own readiness check; start the
+    app after it). ``kill()`` is a SIGKILL, as in a crash.
+    """
+
+    def __init__(
+        self,
+        app_id: str,
+        control_plane: DaprControlPlane,
+        resources_paths: Sequence[str | os.PathLike[str]] = (),
+        *,
+        config: str | os.PathLike[str] | None = None,
+        app_port: int | None = None,
+        app_protocol: str = "http",
+        grpc_port: int = 0,
+        http_port: int = 0,
+        api_token: str | None = None,
+        app_api_token: str | None = None,
+        log_dir: str | os.PathLike[str] | None = None,
+        log_level: str = "info",
+        extra_args: Sequence[str] = (),
+        bin_dir: Path | None = None,
+    ) -> None:
+        self.app_id = app_id
+        self.control_plane = control_plane
+        self.resources_paths = [str(path) for path in resources_paths]
+        self.config = str(config) if config else None
+        self.app_port = app_port
+        self.app_protocol = app_protocol
+        self.grpc_port = grpc_port or _free_port()
+        self.http_port = http_port or _free_port()
+        self.api_token = api_token or None
+        self.app_api_token = app_api_token or None
+        self.log_dir = Path(log_dir) if log_dir else control_plane.workdir
+        self.log_level = log_level
+        self.extra_args = list(extra_args)
+        self._bin_dir = bin_dir
+        self._process: _Process | None = None
+
+    @property
+    def log(self) -> Path:
+        return self.log_dir / f"daprd-{self.app_id}-{self.grpc_port}.log"
+
+    @property
+    def pid(self) -> int:
+        if self._process is None or self._process.popen is None:
+            raise RuntimeError("daprd is not running")
+        return self._process.popen.pid
+
+    def command(self) -> list[str]:
+        command = [
+            _binary("daprd", self._bin_dir),
+            "--app-id", self.app_id,
+            "--mode", "standalone",
+            "--dapr-grpc-port", str(self.grpc_port),
+            "--dapr-http-port", str(self.http_port),
+            "--dapr-internal-grpc-port", str(_free_port()),
+            "--dapr-listen-addresses", "127.0.0.1",
+            "--placement-host-address", self.control_plane.placement_address,
+            "--scheduler-host-address", self.control_plane.scheduler_address,
+            "--enable-metrics=false",
+            "--log-level", self.log_level,
+        ]  # fmt: skip
+        for path in self.resources_paths:
+            command += ["--resources-path", path]
+        if self.config:
+            command += ["--config", self.config]
+        if self.app_port:
+            command += ["--app-port", str(self.app_port), "--app-protocol", self.app_protocol]
+        return command + self.extra_args
+
+    def start(self, timeout: float = 60.0) -> DaprdProcess:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = {"DAPR_API_TOKEN": self.api_token or "", "APP_API_TOKEN": self.app_api_token or ""}
+        self._process = _Process("daprd", self.command(), self.log, env)
+        popen = self._process.start()
+        try:
+            _wait_http_ok(
+                f"http://127.0.0.1:{self.http_port}/v1.0/healthz/outbound",
+                popen,
+                f"daprd (app {self.app_id!r})",
+                timeout,
+                self.log,
+            )
+        except BaseException:
+            self._process.kill()
+            raise
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, as in a crash."""
+        if self._process is not None:
+            self._process.kill()
+
+    def stop(self) -> None:
+        if self._process is not None:
+            self._process.stop()
+
+    def __enter__(self) -> DaprdProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def daprd_available(bin_dir: Path | None = None) -> bool:
+    """True when daprd, placement and scheduler are all installed."""
+    folder = bin_dir or daprd_bin_dir()
+    return all((folder / name).is_file() or shutil.which(str(folder / name)) for name in BINARIES)
