@@ -121,6 +121,17 @@ def lowest(session: nox.Session, name: str) -> None:
 @nox.session(python=PYTHON)
 def e2e(session: nox.Session) -> None:
     """Agents as tools across frameworks with a real dapr-agents DurableAgent (interop's e2e tests)."""
+    _e2e(session)
+
+
+@nox.session(name="e2e-daprd", python=PYTHON)
+def e2e_daprd(session: nox.Session) -> None:
+    """The e2e tests against Dapr's real runtime."""
+    session.run("python3", str(DAPRD_BUILD), external=True)
+    _e2e(session, {"DAPR_TEST_SIDECAR": "daprd"})
+
+
+def _e2e(session: nox.Session, env: dict[str, str] | None = None) -> None:
     interop = DISTRIBUTIONS["interop"]
     frameworks = [str(DISTRIBUTIONS[name]) for name in ("langgraph", "openai-agents", "crewai")]
     session.install(str(interop), *frameworks, *_test_requirements(interop))
@@ -128,7 +139,7 @@ def e2e(session: nox.Session) -> None:
     session.run(
         "pytest",
         *(session.posargs or ["-q", "-p", "no:cacheprovider", "tests/test_e2e_frameworks.py"]),
-        env={"PYTHONDONTWRITEBYTECODE": "1", "INTEROP_E2E": "1"},
+        env={"PYTHONDONTWRITEBYTECODE": "1", "INTEROP_E2E": "1", **(env or {})},
     )
 
 
@@ -162,11 +173,22 @@ def _sample_requirements(listing: Path) -> list[str]:
 def samples(session: nox.Session) -> None:
     """Run every sample end to end against the dev sidecar and check its output (one virtualenv
     with every sample's ``requirements.txt``)."""
+    _samples(session)
+
+
+@nox.session(name="samples-daprd", python=PYTHON)
+def samples_daprd(session: nox.Session) -> None:
+    """Every sample on Dapr's real runtime (``dapr-devsidecar run --runtime daprd``)."""
+    session.run("python3", str(DAPRD_BUILD), external=True)
+    _samples(session, {"DAPR_TEST_SIDECAR": "daprd"})
+
+
+def _samples(session: nox.Session, env: dict[str, str] | None = None) -> None:
     requirements = [f"{DEVSIDECAR}[redis]", "pytest", "pytest-xdist>=3.6"]
     for listing in sorted(ROOT.glob("samples/*/requirements.txt")):
         requirements += _sample_requirements(listing)
     session.install(*dict.fromkeys(requirements))
-    session.run("pytest", "-q", "-p", "no:cacheprovider", *PARALLEL, str(ROOT / "samples"))
+    session.run("pytest", "-q", "-p", "no:cacheprovider", *PARALLEL, str(ROOT / "samples"), env=env)
 
 
 @nox.session(python=PYTHON)
@@ -177,17 +199,37 @@ def demo(session: nox.Session) -> None:
     CrewAI crew as tools; the first start is SIGKILLed during the crew, the second finishes the run
     without repeating a finished step (see samples/flagship/README.md).
     """
+    _demo(session)
+
+
+@nox.session(name="demo-daprd", python=PYTHON)
+def demo_daprd(session: nox.Session) -> None:
+    """The flagship demo on Dapr's real runtime: daprd, placement and scheduler built by
+    ``nox -s daprd``, run by ``dapr-devsidecar run --runtime daprd``."""
+    session.run("python3", str(DAPRD_BUILD), external=True)
+    _demo(session, runtime="daprd")
+
+
+def _demo(session: nox.Session, runtime: str = "dev") -> None:
     flagship = ROOT / "samples" / "flagship"
     session.install(*_sample_requirements(flagship / "requirements.txt"))
     session.chdir(session.create_tmp())
     for leftover in Path.cwd().glob("dapr-*.db*"):  # a fresh question each time the demo runs
         leftover.unlink()
     command = ["dapr-devsidecar", "run", "--app-id", "flagship", "--resources-path", str(ROOT / "components")]
+    command += ["--runtime", runtime]
     app = ["--", "python", str(flagship / "app.py")]
-    session.log("First start, with --crash: the app kills itself (SIGKILL) while the crew works")
-    session.run(*command, *app, "--crash", success_codes=[137])
-    session.log("Second start: the same run continues where it stopped")
-    session.run(*command, *app)
+    # daprd: a placement and scheduler of the demo's own, kept between the two starts (the
+    # scheduler holds the workflow's reminders) and stopped at the end.
+    env = {"DAPR_DEVSIDECAR_HOME": str(Path.cwd() / "dapr-control-plane")}
+    try:
+        session.log("First start, with --crash: the app kills itself (SIGKILL) while the crew works")
+        session.run(*command, *app, "--crash", success_codes=[137], env=env)
+        session.log("Second start: the same run continues where it stopped")
+        session.run(*command, *app, env=env)
+    finally:
+        if runtime == "daprd":
+            session.run("dapr-devsidecar", "uninit", env=env)
 
 
 @nox.session(python=PYTHON)

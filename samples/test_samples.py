@@ -11,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,11 +26,31 @@ def expected_lines(readme: Path) -> list[str]:
     return [line for line in match.group(1).splitlines() if line.strip()]
 
 
+DEVSIDECAR = shutil.which("dapr-devsidecar") or str(Path(sys.executable).parent / "dapr-devsidecar")
+# DAPR_TEST_SIDECAR=daprd: the same runs on Dapr's real runtime ('dapr-devsidecar run --runtime
+# daprd', which is 'dapr run' without the Dapr CLI), each test with its own placement and
+# scheduler so that two tests of one app id are not taken for replicas of one app.
+REAL_DAPRD = os.environ.get("DAPR_TEST_SIDECAR") == "daprd"
+
+
+@pytest.fixture(autouse=True)
+def _own_control_plane(tmp_path: Path) -> Iterator[None]:
+    if not REAL_DAPRD:
+        yield
+        return
+    home = tmp_path / "dapr-control-plane"
+    try:
+        yield
+    finally:
+        subprocess.run(
+            [DEVSIDECAR, "uninit"], env={**os.environ, "DAPR_DEVSIDECAR_HOME": str(home)}, capture_output=True
+        )
+
+
 def run_sample(sample: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run a sample the way its README does: under ``dapr-devsidecar run`` with components/."""
-    devsidecar = shutil.which("dapr-devsidecar") or str(Path(sys.executable).parent / "dapr-devsidecar")
     command = [
-        devsidecar,
+        DEVSIDECAR,
         "run",
         "--app-id",
         sample.name,
@@ -42,6 +63,8 @@ def run_sample(sample: Path, cwd: Path, *args: str) -> subprocess.CompletedProce
     ]
     # Offline by design: samples switch to a real model when OPENAI_API_KEY is set.
     env = {key: value for key, value in os.environ.items() if key != "OPENAI_API_KEY"}
+    if REAL_DAPRD:
+        env |= {"DAPR_DEVSIDECAR_RUNTIME": "daprd", "DAPR_DEVSIDECAR_HOME": str(cwd / "dapr-control-plane")}
     # From a scratch folder: components/ use relative paths (the SQLite files land there).
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
 

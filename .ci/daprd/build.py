@@ -60,7 +60,7 @@ def _inputs_digest(version: str) -> str:
 
 
 def _go(*args: str, capture: bool = False) -> str:
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"}
+    env = {**os.environ, "CGO_ENABLED": "0"}
     result = subprocess.run(["go", *args], cwd=HERE, env=env, check=True, text=True, capture_output=capture)
     return result.stdout if capture else ""
 
@@ -126,7 +126,7 @@ def _version_of(binary: Path) -> str:
     return f"{match.group(1)} (commit {match.group(2) or 'unknown'})" if match else first.strip()
 
 
-def build(install_dir: Path, *, force: bool = False) -> dict[str, str]:
+def build(install_dir: Path, *, force: bool = False, update_sums: bool = False) -> dict[str, str]:
     """Build (or reuse) the three binaries in ``install_dir``; returns each one's ``--version``."""
     version = dapr_version()
     if shutil.which("go") is None:
@@ -135,7 +135,7 @@ def build(install_dir: Path, *, force: bool = False) -> dict[str, str]:
     wanted = _inputs_digest(version)
     present = all((install_dir / name).is_file() for name in BINARIES)
     started = time.monotonic()
-    if force or not present or not stamp.is_file() or stamp.read_text().strip() != wanted:
+    if force or update_sums or not present or not stamp.is_file() or stamp.read_text().strip() != wanted:
         _prepare_source(version)
         install_dir.mkdir(parents=True, exist_ok=True)
         commit = _module_info(version).get("Origin", {}).get("Hash", "")
@@ -147,7 +147,8 @@ def build(install_dir: Path, *, force: bool = False) -> dict[str, str]:
             print(f"building {name} {version} ...", flush=True)
             part = time.monotonic()
             target = install_dir / f".{name}.new"
-            _go("build", "-trimpath", "-ldflags", ldflags, "-o", str(target), package)
+            mode = "-mod=mod" if update_sums else "-mod=readonly"
+            _go("build", mode, "-trimpath", "-ldflags", ldflags, "-o", str(target), package)
             target.replace(install_dir / name)  # never leave a half-written binary in place
             print(f"  {name}: {time.monotonic() - part:.1f} s", flush=True)
         stamp.write_text(wanted + "\n")
@@ -164,9 +165,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--install-dir", type=Path, default=default_install_dir(), help="default ~/.dapr/bin")
     parser.add_argument("--force", action="store_true", help="build even if the stamp says up to date")
+    parser.add_argument(
+        "--update-sums",
+        action="store_true",
+        help="after changing the Dapr version in go.mod: record go.mod/go.sum",
+    )
     args = parser.parse_args()
     try:
-        build(args.install_dir, force=args.force)
+        build(args.install_dir, force=args.force, update_sums=args.update_sums)
     except subprocess.CalledProcessError as exc:
         print(f"build failed: {' '.join(exc.cmd)} exited with {exc.returncode}", file=sys.stderr)
         return 1

@@ -6,6 +6,11 @@ sidecar, then the app with the environment ``dapr run`` gives it (``APP_ID``,
 Ctrl-C or SIGTERM and exits with the app's exit code. Without a command it runs the sidecar
 alone until stopped (on the SDK's default ports 50001/3500 unless told otherwise).
 ``dapr-devsidecar llm --script replies.yaml`` serves the scripted OpenAI-compatible chat API.
+
+``--runtime daprd`` (or ``DAPR_DEVSIDECAR_RUNTIME=daprd``) runs the same command on Dapr's real
+runtime instead: a daprd from ``~/.dapr/bin`` for the app, against the machine's placement and
+scheduler (started on first use and left running, as ``dapr init`` leaves them; ``dapr-devsidecar
+uninit`` stops them). It is ``dapr run`` for machines without the Dapr CLI.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from ._errors import DevSidecarError
 from ._sidecar import DevSidecar
 
 _log = logging.getLogger("dapr_agents.ext.devsidecar")
+
+#: Environment variable choosing the runtime of ``dapr-devsidecar run``: ``dev`` or ``daprd``.
+RUNTIME_ENV = "DAPR_DEVSIDECAR_RUNTIME"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,7 +71,21 @@ def _parser() -> argparse.ArgumentParser:
         help="address to listen on (default 127.0.0.1; use 0.0.0.0 only on a trusted network)",
     )
     run.add_argument("--log-level", default="info", choices=["debug", "info", "warn", "error"])
+    run.add_argument(
+        "--runtime",
+        choices=["dev", "daprd"],
+        default=os.environ.get(RUNTIME_ENV) or "dev",
+        help=f"dev: this package's sidecar (default); daprd: Dapr's real runtime from ~/.dapr/bin "
+        f"(default from {RUNTIME_ENV})",
+    )
+    run.add_argument("--app-port", "-p", type=int, default=None, help="the port the app listens on (daprd)")
+    run.add_argument("--app-protocol", "-P", default="http", choices=["http", "grpc"], help="(daprd)")
+    run.add_argument("--config", "-c", default=None, help="a Dapr Configuration YAML file (daprd)")
     run.add_argument("app_command", nargs=argparse.REMAINDER, help="the app to run, after '--'")
+
+    commands.add_parser(
+        "uninit", help="stop the placement and scheduler that '--runtime daprd' started (like 'dapr uninit')"
+    )
 
     commands.add_parser(
         "llm", help="serve the scripted OpenAI-compatible chat-completions API (see 'llm --help')"
@@ -71,25 +93,86 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Daprd:
+    """daprd for one app, with the start/stop/env surface the run loop uses for DevSidecar."""
+
+    def __init__(self, args: argparse.Namespace, grpc_port: int, http_port: int) -> None:
+        from ._daprd import DaprdProcess, shared_control_plane
+
+        control_plane = shared_control_plane()
+        self._process = DaprdProcess(
+            args.app_id,
+            control_plane,
+            args.resources_path,
+            config=args.config,
+            app_port=args.app_port,
+            app_protocol=args.app_protocol,
+            grpc_port=grpc_port,
+            http_port=http_port,
+            api_token=os.environ.get("DAPR_API_TOKEN") or None,
+            app_api_token=os.environ.get("APP_API_TOKEN") or None,
+            log_level=args.log_level,
+            log_dir=control_plane.workdir / "logs",
+        )
+        self.app_id = args.app_id
+
+    async def start_async(self) -> None:
+        await asyncio.to_thread(self._process.start)
+
+    async def stop_async(self) -> None:
+        await asyncio.to_thread(self._process.stop)
+
+    def client_env(self) -> dict[str, str]:
+        from .testing import SidecarEndpoint
+
+        endpoint = SidecarEndpoint(
+            self._process.grpc_port,
+            self._process.http_port,
+            api_token=self._process.api_token,
+            app_id=self.app_id,
+        )
+        env = endpoint.env()
+        if self._process.app_port:
+            env["APP_PORT"] = str(self._process.app_port)
+        return env
+
+    def describe(self) -> str:
+        return (
+            f"daprd: app {self.app_id!r} on gRPC 127.0.0.1:{self._process.grpc_port} and HTTP "
+            f"http://127.0.0.1:{self._process.http_port}; log {self._process.log}"
+        )
+
+
 async def _run(args: argparse.Namespace) -> int:
     command = list(args.app_command)
     if command and command[0] == "--":
         command = command[1:]
     default_grpc, default_http = (0, 0) if command else (50001, 3500)
-    sidecar = DevSidecar(
-        app_id=args.app_id,
-        resources_paths=args.resources_path,
-        grpc_port=args.dapr_grpc_port if args.dapr_grpc_port is not None else default_grpc,
-        http_port=args.dapr_http_port if args.dapr_http_port is not None else default_http,
-        host=args.dapr_listen_addresses,
-    )
-    await sidecar.start_async()
-    print(
-        f"dev sidecar: app {sidecar.app_id!r} on gRPC {sidecar.grpc_address} and HTTP "
-        f"{sidecar.http_endpoint}; components: {', '.join(c.name for c in sidecar.components) or 'none'}",
-        file=sys.stderr,
-        flush=True,
-    )
+    grpc_port = args.dapr_grpc_port if args.dapr_grpc_port is not None else default_grpc
+    http_port = args.dapr_http_port if args.dapr_http_port is not None else default_http
+    sidecar: DevSidecar | _Daprd
+    if args.runtime == "daprd":
+        sidecar = _Daprd(args, grpc_port, http_port)
+        await sidecar.start_async()
+        description = sidecar.describe()
+    else:
+        for flag, value in (("--app-port", args.app_port), ("--config", args.config)):
+            if value is not None:
+                raise DevSidecarError(f"{flag} is not supported by the dev sidecar yet; use --runtime daprd")
+        sidecar = DevSidecar(
+            app_id=args.app_id,
+            resources_paths=args.resources_path,
+            grpc_port=grpc_port,
+            http_port=http_port,
+            host=args.dapr_listen_addresses,
+        )
+        await sidecar.start_async()
+        components = ", ".join(c.name for c in sidecar.components) or "none"
+        description = (
+            f"dev sidecar: app {sidecar.app_id!r} on gRPC {sidecar.grpc_address} and HTTP "
+            f"{sidecar.http_endpoint}; components: {components}"
+        )
+    print(description, file=sys.stderr, flush=True)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     received: list[int] = []
@@ -121,7 +204,8 @@ async def _run(args: argparse.Namespace) -> int:
         exit_code = waiter.result()
         if exit_code < 0:  # killed by a signal: the shell convention
             exit_code = 128 - exit_code
-        print(f"dev sidecar: app exited with code {exit_code}", file=sys.stderr, flush=True)
+        runtime = "daprd" if args.runtime == "daprd" else "dev sidecar"
+        print(f"{runtime}: app exited with code {exit_code}", file=sys.stderr, flush=True)
         return exit_code
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -137,6 +221,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return llm_main(argv[1:])
     args = _parser().parse_args(argv)
+    if args.command == "uninit":
+        from ._daprd import stop_shared_control_plane
+
+        stopped = stop_shared_control_plane()
+        print("placement and scheduler stopped" if stopped else "no placement or scheduler was running")
+        return 0
     logging.basicConfig(
         level={"warn": logging.WARNING}.get(args.log_level, getattr(logging, args.log_level.upper())),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -80,7 +80,7 @@ class _Process:
     popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> subprocess.Popen[bytes]:
-        out = open(self.log, "ab")  # noqa: SIM115 - the child owns it; closed in stop()
+        out = open(self.log, "ab")  # noqa: SIM115 - the child has its own copy; ours is closed below
         self.popen = subprocess.Popen(
             self.command,
             stdout=out,
@@ -119,12 +119,20 @@ class DaprControlPlane:
     (so a restarted scheduler keeps its jobs and workflow reminders).
     """
 
-    def __init__(self, workdir: str | os.PathLike[str] | None = None, *, bin_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str] | None = None,
+        *,
+        bin_dir: Path | None = None,
+        placement_port: int = 0,
+        scheduler_port: int = 0,
+    ) -> None:
         self._owned_dir = None if workdir else tempfile.TemporaryDirectory(prefix="dapr-control-plane-")
         self.workdir = Path(workdir) if workdir else Path(self._owned_dir.name)  # type: ignore[union-attr]
         self._bin_dir = bin_dir
-        self.placement_port = _free_port()
-        self.scheduler_port = _free_port()
+        self.placement_port = placement_port or _free_port()
+        self.scheduler_port = scheduler_port or _free_port()
+        self.health_ports: dict[str, int] = {}
         self._placement: _Process | None = None
         self._scheduler: _Process | None = None
 
@@ -172,6 +180,7 @@ class DaprControlPlane:
             ],
             self.workdir / "scheduler.log",
         )  # fmt: skip
+        self.health_ports = {"placement": placement_health, "scheduler": scheduler_health}
         placement = self._placement.start()
         scheduler = self._scheduler.start()
         try:
@@ -193,6 +202,14 @@ class DaprControlPlane:
             self.stop()
             raise
         return self
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {
+            process.name: process.popen.pid
+            for process in (self._placement, self._scheduler)
+            if process is not None and process.popen is not None
+        }
 
     def stop(self) -> None:
         for process in (self._scheduler, self._placement):
@@ -220,7 +237,7 @@ class DaprdProcess:
     def __init__(
         self,
         app_id: str,
-        control_plane: DaprControlPlane,
+        control_plane: DaprControlPlane | ControlPlaneAddresses,
         resources_paths: Sequence[str | os.PathLike[str]] = (),
         *,
         config: str | os.PathLike[str] | None = None,
@@ -315,6 +332,102 @@ class DaprdProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@dataclass(frozen=True)
+class ControlPlaneAddresses:
+    """Where a running placement and scheduler listen."""
+
+    placement_address: str
+    scheduler_address: str
+    workdir: Path
+
+
+#: Environment variable naming the folder of the shared control plane (default ~/.dapr/devsidecar).
+HOME_ENV = "DAPR_DEVSIDECAR_HOME"
+
+
+def _home(home: Path | None) -> Path:
+    return home or Path(os.environ.get(HOME_ENV) or daprd_bin_dir().parent / "devsidecar")
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+            return 200 <= answer.status < 300
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def shared_control_plane(home: Path | None = None) -> ControlPlaneAddresses:
+    """The machine's placement and scheduler, started once and then shared, as ``dapr init``
+    leaves them running: every app of every ``dapr-devsidecar run --runtime daprd`` uses them,
+    and scheduler's data (jobs, workflow reminders) survives app and daprd restarts.
+
+    They live in ``~/.dapr/devsidecar`` (or ``DAPR_DEVSIDECAR_HOME``: state file
+    ``control-plane.json``, logs, etcd data) until ``dapr-devsidecar uninit`` stops them. Tests
+    that need their own (two runs of one app id at once would be replicas of one app) set
+    ``DAPR_DEVSIDECAR_HOME`` to a folder of their own.
+    """
+    import fcntl
+    import json
+
+    home = _home(home)
+    home.mkdir(parents=True, exist_ok=True)
+    record = home / "control-plane.json"
+    with open(home / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one starter at a time; the others reuse what it started
+        if record.is_file():
+            known = json.loads(record.read_text())
+            if all(_healthy(port) for port in known["health_ports"].values()):
+                return ControlPlaneAddresses(
+                    f"127.0.0.1:{known['placement_port']}", f"127.0.0.1:{known['scheduler_port']}", home
+                )
+            _stop_pids(known.get("pids", {}))
+        control_plane = DaprControlPlane(home)
+        control_plane.start()  # its processes outlive this one, in their own sessions
+        record.write_text(
+            json.dumps(
+                {
+                    "placement_port": control_plane.placement_port,
+                    "scheduler_port": control_plane.scheduler_port,
+                    "health_ports": control_plane.health_ports,
+                    "pids": control_plane.pids,
+                }
+            )
+        )
+        return ControlPlaneAddresses(control_plane.placement_address, control_plane.scheduler_address, home)
+
+
+def stop_shared_control_plane(home: Path | None = None) -> bool:
+    """Stop what :func:`shared_control_plane` started; False if nothing was running."""
+    import json
+
+    home = _home(home)
+    record = home / "control-plane.json"
+    if not record.is_file():
+        return False
+    known = json.loads(record.read_text())
+    record.unlink()
+    return _stop_pids(known.get("pids", {}))
+
+
+def _stop_pids(pids: dict[str, int]) -> bool:
+    stopped = False
+    for name, pid in pids.items():
+        try:  # a recorded pid may since belong to another program: check before signalling
+            if name not in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0", 1)[0].decode(
+                errors="replace"
+            ):
+                continue
+        except OSError:
+            continue
+        try:
+            os.kill(pid, signal.SIGTERM)
+            stopped = True
+        except (ProcessLookupError, PermissionError):
+            continue
+    return stopped
 
 
 def daprd_available(bin_dir: Path | None = None) -> bool:
