@@ -180,7 +180,7 @@ def samples(session: nox.Session) -> None:
 def samples_daprd(session: nox.Session) -> None:
     """Every sample on Dapr's real runtime (``dapr-devsidecar run --runtime daprd``)."""
     session.run("python3", str(DAPRD_BUILD), external=True)
-    _samples(session, {"DAPR_TEST_SIDECAR": "daprd"})
+    _samples(session, {"DAPR_DEVSIDECAR_RUNTIME": "daprd"})
 
 
 def _samples(session: nox.Session, env: dict[str, str] | None = None) -> None:

@@ -27,10 +27,10 @@ def expected_lines(readme: Path) -> list[str]:
 
 
 DEVSIDECAR = shutil.which("dapr-devsidecar") or str(Path(sys.executable).parent / "dapr-devsidecar")
-# DAPR_TEST_SIDECAR=daprd: the same runs on Dapr's real runtime ('dapr-devsidecar run --runtime
-# daprd', which is 'dapr run' without the Dapr CLI), each test with its own placement and
-# scheduler so that two tests of one app id are not taken for replicas of one app.
-REAL_DAPRD = os.environ.get("DAPR_TEST_SIDECAR") == "daprd"
+# DAPR_DEVSIDECAR_RUNTIME=daprd: 'dapr-devsidecar run' runs each sample on Dapr's real runtime
+# ('dapr run' without the Dapr CLI); each test then gets a placement and scheduler of its own, so
+# that two tests of one app id are not taken for replicas of one app.
+REAL_DAPRD = os.environ.get("DAPR_DEVSIDECAR_RUNTIME") == "daprd"
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +64,7 @@ def run_sample(sample: Path, cwd: Path, *args: str) -> subprocess.CompletedProce
     # Offline by design: samples switch to a real model when OPENAI_API_KEY is set.
     env = {key: value for key, value in os.environ.items() if key != "OPENAI_API_KEY"}
     if REAL_DAPRD:
-        env |= {"DAPR_DEVSIDECAR_RUNTIME": "daprd", "DAPR_DEVSIDECAR_HOME": str(cwd / "dapr-control-plane")}
+        env["DAPR_DEVSIDECAR_HOME"] = str(cwd / "dapr-control-plane")
     # From a scratch folder: components/ use relative paths (the SQLite files land there).
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
 
