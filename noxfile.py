@@ -29,7 +29,23 @@ PYTHON = "3.11"
 
 nox.options.default_venv_backend = "uv"
 nox.options.reuse_existing_virtualenvs = False
-nox.options.sessions = ["lint", "typecheck", "tests", "e2e", "namespace", "samples", "lowest"]
+# The suites, the e2e tests, the samples and the demo run twice: on the dev sidecar, then on Dapr's
+# real runtime built from Dapr's Go modules (the *-daprd sessions; "daprd" builds it first).
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "tests",
+    "e2e",
+    "namespace",
+    "samples",
+    "demo",
+    "lowest",
+    "daprd",
+    "tests-daprd",
+    "e2e-daprd",
+    "samples-daprd",
+    "demo-daprd",
+]
 
 
 def _pyproject(folder: Path) -> dict:

@@ -32,7 +32,7 @@ def test_quickstart_runs_as_written(tmp_path: Path) -> None:
         "CREWAI_STORAGE_DIR": str(tmp_path / "crewai"),
     }
     command = [
-        sys.executable, "-m", "dapr_agents.ext.devsidecar._cli", "run", "--app-id", "quickstart",
+        sys.executable, "-m", "dapr_devsidecar", "run", "--app-id", "quickstart",
         "--resources-path", str(components), "--", sys.executable, str(script),
     ]  # fmt: skip
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)

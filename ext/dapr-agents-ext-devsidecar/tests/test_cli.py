@@ -23,7 +23,7 @@ from helpers import rpc_fails
 
 from dapr_agents.ext.devsidecar.testing import SidecarEndpoint, free_port, wait_for_health, write_components
 
-CLI = [sys.executable, "-m", "dapr_agents.ext.devsidecar._cli", "run"]
+CLI = [sys.executable, "-m", "dapr_devsidecar", "run"]
 
 
 def clean_env(**extra: str) -> dict[str, str]:

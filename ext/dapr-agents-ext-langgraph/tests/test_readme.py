@@ -23,7 +23,7 @@ def test_quickstart_runs_as_written(backend: str, tmp_path: Path) -> None:
     assert code, "the Quickstart section has no python block"
     (tmp_path / "app.py").write_text(code.group(1))
     folder = write_components(tmp_path / "components", state_backend="sqlite", pubsub=None)
-    command = [sys.executable, "-m", "dapr_agents.ext.devsidecar._cli", "run", "--app-id", "quickstart"]
+    command = [sys.executable, "-m", "dapr_devsidecar", "run", "--app-id", "quickstart"]
     command += ["--resources-path", str(folder), "--", sys.executable, "app.py"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

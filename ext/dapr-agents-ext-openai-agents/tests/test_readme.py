@@ -23,7 +23,7 @@ async def test_quickstart_runs_as_written(tmp_path: Path) -> None:
     (tmp_path / "quickstart.py").write_text(code.group(1))
     components = write_components(tmp_path / "components", state_backend="sqlite")
     command = [
-        sys.executable, "-m", "dapr_agents.ext.devsidecar._cli", "run", "--app-id", "quickstart",
+        sys.executable, "-m", "dapr_devsidecar", "run", "--app-id", "quickstart",
         "--dapr-grpc-port", str(free_port()), "--dapr-http-port", str(free_port()),
         "--resources-path", str(components), "--log-level", "warn",
         "--", sys.executable, "quickstart.py",

@@ -24,7 +24,7 @@ def test_quickstart_runs_as_written(tmp_path: Path) -> None:
     script.write_text(code.group(1))
     components = write_agent_components(tmp_path / "components")
     command = [
-        sys.executable, "-m", "dapr_agents.ext.devsidecar._cli", "run", "--app-id", "packer",
+        sys.executable, "-m", "dapr_devsidecar", "run", "--app-id", "packer",
         "--resources-path", str(components), "--", sys.executable, str(script),
     ]  # fmt: skip
     result = subprocess.run(

@@ -20,8 +20,12 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._errors import DevSidecarError
+
+if TYPE_CHECKING:
+    from .testing import SidecarEndpoint
 
 BINARIES = ("daprd", "placement", "scheduler")
 
@@ -271,6 +275,13 @@ class DaprdProcess:
     @property
     def log(self) -> Path:
         return self.log_dir / f"daprd-{self.app_id}-{self.grpc_port}.log"
+
+    @property
+    def endpoint(self) -> SidecarEndpoint:
+        """Where this daprd listens; ``endpoint.sdk_configured()`` points the SDK at it."""
+        from .testing import SidecarEndpoint
+
+        return SidecarEndpoint(self.grpc_port, self.http_port, api_token=self.api_token, app_id=self.app_id)
 
     @property
     def pid(self) -> int:

@@ -10,7 +10,9 @@ Fixtures:
 - ``dapr_sidecar``: a dev sidecar serving ``dapr_components`` in this process, with the Dapr
   SDK pointed at it for the duration of the test; yields a :class:`~.testing.SidecarEndpoint`.
 - ``dapr_sidecar_factory``: start more sidecars, in-process or as subprocesses, with any
-  components; all are stopped after the test.
+  components; all are stopped after the test. With ``DAPR_TEST_SIDECAR=daprd`` it starts real
+  daprds (against the session's placement and scheduler) instead, so tests written against it
+  run on both; with ``external`` such tests are skipped.
 
 With ``DAPR_TEST_SIDECAR=external`` nothing is started: ``dapr_sidecar`` points at the daprd
 named by ``DAPR_GRPC_PORT``/``DAPR_HTTP_PORT``/``DAPR_API_TOKEN`` (run it with this repository's
@@ -90,6 +92,7 @@ def _dapr_real_runtime(
         pytest.fail(f"DAPR_TEST_SIDECAR=daprd: no components folder {resources} (ini dapr_test_resources)")
     workdir = tmp_path_factory.mktemp("daprd")
     with DaprControlPlane(workdir) as control_plane:
+        _SESSION_CONTROL_PLANE.append(control_plane)
         daprd = DaprdProcess(
             str(config.getini("dapr_test_app_id")),
             control_plane,
@@ -109,6 +112,7 @@ def _dapr_real_runtime(
                 with external_endpoint().sdk_configured():
                     yield
             finally:
+                _SESSION_CONTROL_PLANE.clear()
                 for name, value in saved.items():
                     if value is None:
                         os.environ.pop(name, None)
@@ -164,11 +168,15 @@ def dapr_components(dapr_state_backend: str, tmp_path: Path, request: pytest.Fix
     )
 
 
+_SESSION_CONTROL_PLANE: list[DaprControlPlane] = []  # the daprd mode's placement and scheduler
+
+
 class SidecarFactory:
     """Starts sidecars for one test and stops them all afterwards."""
 
-    def __init__(self) -> None:
+    def __init__(self, workdir: Path | None = None) -> None:
         self._started: list[Any] = []
+        self._workdir = workdir
 
     def start(
         self,
@@ -180,8 +188,31 @@ class SidecarFactory:
         **kwargs: Any,
     ) -> Any:
         """Start a dev sidecar; returns the ``DevSidecar`` or, with ``subprocess=True``, the
-        :class:`~.testing.SidecarProcess` (which can be killed with SIGKILL)."""
+        :class:`~.testing.SidecarProcess` (which can be killed with SIGKILL).
+
+        With ``DAPR_TEST_SIDECAR=daprd`` it starts a real :class:`~.testing.DaprdProcess`
+        (``app_port``, ``app_protocol`` and ``config`` are passed on) and returns it."""
         paths = [str(p) for p in (resources_path if isinstance(resources_path, list) else [resources_path])]
+        mode = sidecar_mode()
+        if mode == "external":
+            pytest.skip("starts its own sidecars: not possible with DAPR_TEST_SIDECAR=external (use daprd)")
+        if mode == "daprd":
+            if not _SESSION_CONTROL_PLANE:
+                raise RuntimeError(
+                    "DAPR_TEST_SIDECAR=daprd: the session's placement and scheduler are not running"
+                )
+            daprd = DaprdProcess(
+                app_id,
+                _SESSION_CONTROL_PLANE[0],
+                paths,
+                api_token=api_token,
+                log_dir=self._workdir,
+                app_port=kwargs.pop("app_port", None),
+                app_protocol=kwargs.pop("app_protocol", "http"),
+                config=kwargs.pop("config", None),
+            )
+            self._started.append(daprd)
+            return daprd.start()
         if subprocess:
             process = SidecarProcess(app_id=app_id, resources_paths=paths, api_token=api_token, **kwargs)
             self._started.append(process)
@@ -198,9 +229,10 @@ class SidecarFactory:
 
 
 @pytest.fixture
-def dapr_sidecar_factory() -> Iterator[SidecarFactory]:
-    """Start extra sidecars (in-process or as subprocesses); all stop after the test."""
-    factory = SidecarFactory()
+def dapr_sidecar_factory(tmp_path: Path) -> Iterator[SidecarFactory]:
+    """Start extra sidecars (in-process or as subprocesses; real daprds in daprd mode); all stop
+    after the test."""
+    factory = SidecarFactory(tmp_path)
     try:
         yield factory
     finally:

@@ -365,7 +365,7 @@ class SidecarProcess:
         command = [
             sys.executable,
             "-m",
-            "dapr_agents.ext.devsidecar._cli",
+            "dapr_devsidecar",
             "run",
             "--app-id",
             self.app_id,
