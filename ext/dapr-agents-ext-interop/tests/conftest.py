@@ -4,7 +4,9 @@ Tests register their workflows on ``app.runtime`` and then call ``app.start()``:
 app, as daprd requires (it hands work items to any worker stream of the app).
 
 With ``DAPR_TEST_SIDECAR=external`` the app is the daprd named by ``DAPR_GRPC_PORT`` (app id
-``APP_ID``), started with ``tests/external-components``; tests needing two apps are skipped.
+``APP_ID``), started with ``tests/external-components``; tests needing two apps (marked
+``starts_sidecars``) are skipped. With ``DAPR_TEST_SIDECAR=daprd`` those tests get a real daprd
+per app instead, sharing the SQLite stores as two dev sidecars would.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import dapr.ext.workflow as wf
 import pytest
 
 from dapr_agents.ext.devsidecar import DevSidecar, ScriptedChatServer, ScriptedReply
-from dapr_agents.ext.devsidecar.testing import SidecarEndpoint, external_endpoint, external_mode
+from dapr_agents.ext.devsidecar.testing import SidecarEndpoint, external_endpoint, external_mode, sidecar_mode
 
 #: Every registry team the tests write to (cleared between tests on an external daprd).
 TEAMS = ("default", "blue")
@@ -103,6 +105,8 @@ def make_app(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callabl
     flushed: list[bool] = []
 
     def make(app_id: str = "test-app", backend: str = "in-memory") -> App:
+        if sidecar_mode() == "daprd" and request.node.get_closest_marker("starts_sidecars"):
+            return real_daprd_app(app_id, backend)
         if external_mode():
             return external_app()
         redis_address = None
@@ -117,6 +121,13 @@ def make_app(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callabl
         sidecar.start()
         sidecars.append(sidecar)
         app = App(sidecar.endpoint(), sidecar)
+        apps.append(app)
+        return app
+
+    def real_daprd_app(app_id: str, backend: str) -> App:
+        folder = write_agent_components(tmp_path / f"components-{backend}", backend)
+        daprd = request.getfixturevalue("dapr_sidecar_factory").start(folder, app_id=app_id)
+        app = App(daprd.endpoint)
         apps.append(app)
         return app
 

@@ -21,7 +21,7 @@ from dapr_agents.ext.interop import (
 )
 
 # Two apps, each with its own sidecar: an external daprd is one app.
-pytestmark = pytest.mark.devsidecar_only
+pytestmark = pytest.mark.starts_sidecars
 
 
 def client_for(app: App) -> AgentClient:

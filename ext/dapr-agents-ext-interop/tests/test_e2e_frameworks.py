@@ -131,7 +131,7 @@ def test_durable_agent_calls_an_openai_agent_and_a_langgraph_graph(app: App, llm
     assert any("capital of France?" in t for t in texts) and any(t == "Paris" for t in texts)
 
 
-@pytest.mark.devsidecar_only  # two apps: an external daprd is one
+@pytest.mark.starts_sidecars  # two apps: an external daprd is one
 def test_durable_agent_calls_an_openai_agent_in_another_app(make_app: Callable[..., App], llm: Any) -> None:
     """Two apps, two sidecars, one shared store: the DurableAgent finds the agent of the other app
     in the registry and calls it there."""
@@ -190,7 +190,7 @@ def test_langgraph_agent_calls_a_durable_agent(app: App, llm: Any) -> None:
     assert result["messages"][-1].content == "final: the sky is blue"
 
 
-@pytest.mark.devsidecar_only  # two apps, and it SIGKILLs one of them
+@pytest.mark.starts_sidecars  # two apps, and it SIGKILLs one of them
 def test_call_survives_a_sigkill_of_the_app_hosting_the_graph(
     make_app: Callable[..., App], llm: Any, tmp_path: Path
 ) -> None:
@@ -200,7 +200,7 @@ def test_call_survives_a_sigkill_of_the_app_hosting_the_graph(
     journal = tmp_path / "journal.txt"
     block = Path(f"{journal}.block")
     block.touch()
-    env = {**os.environ, **foreign_app.sidecar.client_env(), "PYTHONPATH": str(HERE)}
+    env = {**os.environ, **foreign_app.endpoint.env(), "PYTHONPATH": str(HERE)}
 
     def start_foreign() -> subprocess.Popen[str]:
         process = subprocess.Popen(

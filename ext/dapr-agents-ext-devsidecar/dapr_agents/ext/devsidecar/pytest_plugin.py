@@ -66,15 +66,24 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "devsidecar_only: needs dev sidecar features (restarts, kills); skipped against external daprd",
     )
+    config.addinivalue_line(
+        "markers",
+        "starts_sidecars: starts sidecars of its own (dev sidecars, or real daprds with "
+        "DAPR_TEST_SIDECAR=daprd); skipped with DAPR_TEST_SIDECAR=external",
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not external_mode():
+    mode = sidecar_mode()
+    if mode == "dev":
         return
-    skip = pytest.mark.skip(reason="needs the dev sidecar (DAPR_TEST_SIDECAR=external)")
+    skip = pytest.mark.skip(reason=f"needs the dev sidecar (DAPR_TEST_SIDECAR={mode})")
+    skip_starting = pytest.mark.skip(reason="starts its own sidecars (DAPR_TEST_SIDECAR=external)")
     for item in items:
         if "devsidecar_only" in item.keywords:
             item.add_marker(skip)
+        elif mode == "external" and "starts_sidecars" in item.keywords:
+            item.add_marker(skip_starting)
 
 
 @pytest.fixture(scope="session", autouse=True)
