@@ -1,7 +1,9 @@
 """Crash scenarios with real processes and SIGKILL: the sidecar, then the app.
 
 The app is a separate Python process running an unmodified ``WorkflowRuntime``; every activity
-appends a line to a journal file, so the test can count how often each one really ran.
+appends a line to a journal file, so the test can count how often each one really ran. With
+``DAPR_TEST_SIDECAR=daprd`` the sidecar that is killed and restarted is a real daprd (its
+placement and scheduler stay up, as they would on a machine or in a cluster).
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from typing import Any
 import dapr.ext.workflow as wf
 import pytest
 
-from dapr_agents.ext.devsidecar.testing import SidecarEndpoint, SidecarProcess, free_port, write_components
+from dapr_agents.ext.devsidecar.testing import SidecarEndpoint, free_port, write_components
 
-pytestmark = pytest.mark.devsidecar_only
+pytestmark = pytest.mark.starts_sidecars
 
 WORKER = textwrap.dedent(
     """
@@ -114,14 +116,19 @@ def sqlite_components(tmp_path: Path) -> Path:
     return write_components(tmp_path / "components", state_backend="sqlite")
 
 
+def sidecar_process(factory: Any, components: Path, **ports: int) -> Any:
+    """A dev sidecar process, or a real daprd: either can be SIGKILLed and started again."""
+    return factory.start(components, app_id="crash-app", subprocess=True, **ports)
+
+
 def test_workflows_resume_after_the_sidecar_is_killed_during_a_timer(
-    tmp_path: Path, sqlite_components: Path
+    tmp_path: Path, sqlite_components: Path, dapr_sidecar_factory: Any
 ) -> None:
     journal = tmp_path / "journal.txt"
     grpc_port, http_port = free_port(), free_port()
-    sidecar = SidecarProcess(
-        app_id="crash-app", resources_paths=[str(sqlite_components)], grpc_port=grpc_port, http_port=http_port
-    ).start()
+    sidecar = sidecar_process(
+        dapr_sidecar_factory, sqlite_components, grpc_port=grpc_port, http_port=http_port
+    )
     app = App(tmp_path, sidecar.endpoint, journal)
     try:
         wait_for_line(journal, "worker ready")
@@ -135,12 +142,7 @@ def test_workflows_resume_after_the_sidecar_is_killed_during_a_timer(
                 assert time.monotonic() < deadline, "step 1's result was never stored"
                 time.sleep(0.05)
             sidecar.kill()  # the timer is pending
-            sidecar = SidecarProcess(
-                app_id="crash-app",
-                resources_paths=[str(sqlite_components)],
-                grpc_port=grpc_port,
-                http_port=http_port,
-            ).start()
+            sidecar.start()  # the same ports, the same store
             client = wf.DaprWorkflowClient()
             state = client.wait_for_workflow_completion(instance, timeout_in_seconds=60)
         assert state is not None
@@ -154,10 +156,10 @@ def test_workflows_resume_after_the_sidecar_is_killed_during_a_timer(
 
 
 def test_an_activity_running_when_the_app_is_killed_is_redelivered(
-    tmp_path: Path, sqlite_components: Path
+    tmp_path: Path, sqlite_components: Path, dapr_sidecar_factory: Any
 ) -> None:
     journal = tmp_path / "journal.txt"
-    sidecar = SidecarProcess(app_id="crash-app", resources_paths=[str(sqlite_components)]).start()
+    sidecar = sidecar_process(dapr_sidecar_factory, sqlite_components)
     app = App(tmp_path, sidecar.endpoint, journal, SLOW_SECONDS="60")
     try:
         wait_for_line(journal, "worker ready")
@@ -180,10 +182,10 @@ def test_an_activity_running_when_the_app_is_killed_is_redelivered(
 
 
 def test_work_that_arrives_while_the_app_is_down_is_delivered_when_it_returns(
-    tmp_path: Path, sqlite_components: Path
+    tmp_path: Path, sqlite_components: Path, dapr_sidecar_factory: Any
 ) -> None:
     journal = tmp_path / "journal.txt"
-    sidecar = SidecarProcess(app_id="crash-app", resources_paths=[str(sqlite_components)]).start()
+    sidecar = sidecar_process(dapr_sidecar_factory, sqlite_components)
     app = App(tmp_path, sidecar.endpoint, journal)
     try:
         wait_for_line(journal, "worker ready")
@@ -203,6 +205,7 @@ def test_work_that_arrives_while_the_app_is_down_is_delivered_when_it_returns(
         sidecar.stop()
 
 
+@pytest.mark.devsidecar_only  # the dev sidecar's own store layout
 def test_corrupt_workflow_state_stops_the_sidecar_with_the_instance_and_key(
     tmp_path: Path, sqlite_components: Path
 ) -> None:

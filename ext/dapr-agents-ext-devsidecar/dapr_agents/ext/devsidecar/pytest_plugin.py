@@ -216,6 +216,8 @@ class SidecarFactory:
                 paths,
                 api_token=api_token,
                 log_dir=self._workdir,
+                grpc_port=kwargs.pop("grpc_port", 0),
+                http_port=kwargs.pop("http_port", 0),
                 app_port=kwargs.pop("app_port", None),
                 app_protocol=kwargs.pop("app_protocol", "http"),
                 config=kwargs.pop("config", None),
