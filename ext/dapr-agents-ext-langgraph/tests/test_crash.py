@@ -64,11 +64,11 @@ else:
 """
 
 
-@pytest.mark.devsidecar_only
+@pytest.mark.starts_sidecars  # a dev sidecar process, or a real daprd with DAPR_TEST_SIDECAR=daprd
 def test_a_killed_graph_resumes_from_its_last_checkpoint(
     backend: str, tmp_path: Path, dapr_sidecar_factory: Any
 ) -> None:
-    if backend != "sqlite":
+    if backend not in ("sqlite", "external"):
         pytest.skip("runs once, on a durable SQLite store in a sidecar process")
     folder = write_components(tmp_path / "components", state_backend="sqlite", pubsub=None)
     sidecar = dapr_sidecar_factory.start(folder, subprocess=True, app_id="crash-app")
