@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,8 @@ from dapr_agents.ext.devsidecar import ScriptedChatServer
 from dapr_agents.ext.devsidecar.testing import SidecarProcess
 from tests.conftest import task_requests, wait_until, write_agent_components
 
-pytestmark = pytest.mark.devsidecar_only
+# A dev sidecar process, or a real daprd with DAPR_TEST_SIDECAR=daprd: both are SIGKILLed.
+pytestmark = pytest.mark.starts_sidecars
 
 APP = Path(__file__).with_name("trigger_app.py")
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,9 +106,9 @@ class App:
 
 
 @pytest.fixture
-def sidecar(tmp_path: Path) -> Iterator[SidecarProcess]:
+def sidecar(tmp_path: Path, dapr_sidecar_factory: Any) -> Iterator[SidecarProcess]:
     folder = write_agent_components(tmp_path / "components", sqlite_path=tmp_path / "state.db")
-    process = SidecarProcess(app_id=f"crash{uuid.uuid4().hex[:6]}", resources_paths=[str(folder)]).start()
+    process = dapr_sidecar_factory.start(folder, app_id=f"crash{uuid.uuid4().hex[:6]}", subprocess=True)
     yield process
     process.kill()
 
