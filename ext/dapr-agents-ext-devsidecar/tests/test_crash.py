@@ -95,7 +95,7 @@ async def run_stream_until_killed(
     return attempted, acknowledged, failures
 
 
-@pytest.mark.devsidecar_only
+@pytest.mark.starts_sidecars  # dev sidecar processes, or real daprds with DAPR_TEST_SIDECAR=daprd
 async def test_sigkill_during_a_write_stream_loses_no_acknowledged_write(tmp_path, dapr_sidecar_factory):
     folder = sqlite_folder(tmp_path)
     first = dapr_sidecar_factory.start(folder, app_id=APP_ID, subprocess=True)
@@ -125,7 +125,7 @@ async def test_sigkill_during_a_write_stream_loses_no_acknowledged_write(tmp_pat
     )
 
 
-@pytest.mark.devsidecar_only
+@pytest.mark.starts_sidecars
 async def test_sigkill_during_a_transaction_stream_keeps_transactions_whole(tmp_path, dapr_sidecar_factory):
     folder = sqlite_folder(tmp_path)
     first = dapr_sidecar_factory.start(folder, app_id=APP_ID, subprocess=True)
@@ -164,7 +164,7 @@ async def test_sigkill_during_a_transaction_stream_keeps_transactions_whole(tmp_
             assert all(found[k] == f"tx-value-{t}".encode() for k in keys_of(t))
 
 
-@pytest.mark.devsidecar_only
+@pytest.mark.starts_sidecars
 async def test_the_in_memory_store_loses_everything_on_restart(tmp_path, dapr_sidecar_factory):
     folder = write_components(tmp_path / "components", state_backend="in-memory", pubsub=None)
     first = dapr_sidecar_factory.start(folder, app_id=APP_ID, subprocess=True)

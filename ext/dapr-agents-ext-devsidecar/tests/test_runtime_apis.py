@@ -149,30 +149,31 @@ def test_a_subscription_without_a_topic_is_refused(dapr_sidecar):
 # -- dev sidecar only: its own configuration ---------------------------------------------------
 
 
-@pytest.mark.devsidecar_only
-def test_api_token_is_required_except_for_health(tmp_path: Path):
+@pytest.mark.starts_sidecars  # a dev sidecar, or a real daprd with DAPR_TEST_SIDECAR=daprd
+def test_api_token_is_required_except_for_health(tmp_path: Path, dapr_sidecar_factory):
     folder = write_components(tmp_path / "components")
-    with DevSidecar(app_id="secured", resources_paths=[folder], api_token="s3cret") as sidecar:
-        with urllib.request.urlopen(f"{sidecar.http_endpoint}/v1.0/healthz/outbound") as answer:
-            assert answer.status == 204
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(f"{sidecar.http_endpoint}/v1.0/metadata")
-        assert refused.value.code == 401
-        channel = grpc.insecure_channel(sidecar.grpc_address)
-        stub = dapr_pb2_grpc.DaprStub(channel)
-        from dapr.proto.runtime.v1 import state_pb2
+    started = dapr_sidecar_factory.start(folder, app_id="secured", api_token="s3cret")
+    sidecar = started.endpoint() if callable(started.endpoint) else started.endpoint
+    with urllib.request.urlopen(f"{sidecar.http_endpoint}/v1.0/healthz/outbound") as answer:
+        assert answer.status == 204
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{sidecar.http_endpoint}/v1.0/metadata")
+    assert refused.value.code == 401
+    channel = grpc.insecure_channel(sidecar.grpc_address)
+    stub = dapr_pb2_grpc.DaprStub(channel)
+    from dapr.proto.runtime.v1 import state_pb2
 
-        request = state_pb2.GetStateRequest(store_name="statestore", key="k")
-        for metadata in ((), (("dapr-api-token", "wrong"),)):
-            with pytest.raises(grpc.RpcError) as failure:
-                stub.GetState(request, metadata=metadata)
-            assert failure.value.code() == grpc.StatusCode.UNAUTHENTICATED
-            assert failure.value.details() == "Unauthorized"
-        assert stub.GetState(request, metadata=(("dapr-api-token", "s3cret"),)).data == b""
-        channel.close()
-        with sidecar.endpoint().sdk_configured(), DaprClient() as client:  # the SDK sends DAPR_API_TOKEN
-            client.save_state("statestore", "k", "v")
-            assert client.get_state("statestore", "k").data == b"v"
+    request = state_pb2.GetStateRequest(store_name="statestore", key="k")
+    for metadata in ((), (("dapr-api-token", "wrong"),)):
+        with pytest.raises(grpc.RpcError) as failure:
+            stub.GetState(request, metadata=metadata)
+        assert failure.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert failure.value.details() == "Unauthorized"
+    assert stub.GetState(request, metadata=(("dapr-api-token", "s3cret"),)).data == b""
+    channel.close()
+    with sidecar.sdk_configured(), DaprClient() as client:  # the SDK sends DAPR_API_TOKEN
+        client.save_state("statestore", "k", "v")
+        assert client.get_state("statestore", "k").data == b"v"
 
 
 @pytest.mark.devsidecar_only

@@ -105,15 +105,17 @@ class _Process:
             self.popen.send_signal(signal.SIGKILL)
             self.popen.wait()
 
-    def stop(self, timeout: float = 15.0) -> None:
-        if not self.running:
-            return
-        assert self.popen is not None
-        self.popen.terminate()
-        try:
-            self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """SIGTERM and wait (SIGKILL after ``timeout``); returns the exit code."""
+        if self.popen is None:
+            return None
+        if self.running:
+            self.popen.terminate()
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        return self.popen.returncode
 
 
 class DaprControlPlane:
@@ -334,9 +336,9 @@ class DaprdProcess:
         if self._process is not None:
             self._process.kill()
 
-    def stop(self) -> None:
-        if self._process is not None:
-            self._process.stop()
+    def stop(self) -> int | None:
+        """SIGTERM (daprd shuts down gracefully) and wait; returns the exit code."""
+        return self._process.stop() if self._process is not None else None
 
     def __enter__(self) -> DaprdProcess:
         return self.start()
