@@ -49,9 +49,40 @@ spec:
 """
 
 
+LATE_POLICY_YAML = """\
+apiVersion: dapr.io/v1alpha1
+kind: Component
+metadata:
+  name: pubsub-late-policy
+spec:
+  type: pubsub.in-memory
+  version: v1
+  metadata: []
+---
+# Not applied: daprd reads a Resiliency only as the first document of its file.
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: not-applied
+spec:
+  policies:
+    retries:
+      quickRetry:
+        policy: constant
+        duration: 20ms
+        maxRetries: 2
+  targets:
+    components:
+      pubsub-late-policy:
+        inbound:
+          retry: quickRetry
+"""
+
+
 @pytest.fixture
 def dapr_components(dapr_state_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Path | None:
-    """The plugin's components plus a second pub/sub with an inbound retry policy."""
+    """The plugin's components plus a pub/sub with an inbound retry policy and one whose policy
+    daprd does not apply (the second document of its file), as in ``external-components``."""
     if dapr_state_backend == "external":
         return None
     redis_address = None
@@ -67,6 +98,7 @@ def dapr_components(dapr_state_backend: str, tmp_path: Path, request: pytest.Fix
     )
     (folder / "pubsub-retry.yaml").write_text(RETRY_PUBSUB_YAML)
     (folder / "resiliency.yaml").write_text(RESILIENCY_YAML)
+    (folder / "pubsub-late-policy.yaml").write_text(LATE_POLICY_YAML)
     return folder
 
 

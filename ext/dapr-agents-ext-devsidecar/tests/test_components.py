@@ -705,6 +705,28 @@ def test_resiliency_retry_and_timeout_policies_attach_to_their_component_targets
     assert "statestore" not in resources.inbound
 
 
+def test_a_resiliency_counts_only_as_the_first_document_of_its_file(tmp_path, caplog):
+    """daprd decodes a resources file as a single document when it looks for a Resiliency, so
+    one that follows a component in the same file is never applied (components are still read
+    document by document)."""
+    later = write(tmp_path / "a.yaml", component("pubsub", "pubsub.in-memory") + "---\n" + RESILIENCY)
+    write(
+        tmp_path / "b.yaml",
+        RESILIENCY.replace("name: policies", "name: first")
+        + "---\n"
+        + component("other", "pubsub.in-memory"),
+    )
+    with caplog.at_level("WARNING"):
+        resources = load_resources([tmp_path], app_id="myapp", env={})
+    assert [c.name for c in resources.components] == ["pubsub", "other"]
+    assert resources.inbound["pubsub"].retry is not None  # from b.yaml, where it comes first
+    assert any(str(later) in r.getMessage() and "'policies'" in r.getMessage() for r in caplog.records)
+
+    (tmp_path / "b.yaml").unlink()
+    resources = load_resources([tmp_path], app_id="myapp", env={})
+    assert resources.inbound == {} and resources.outbound == {}
+
+
 def test_a_resiliency_naming_an_unknown_policy_is_an_error(tmp_path):
     path = write(
         tmp_path / "r.yaml",
@@ -923,6 +945,8 @@ def test_the_external_components_folder_loads_and_matches_the_fixture_names() ->
         "pubsub": "pubsub.in-memory",
         "pubsub-retry": "pubsub.in-memory",
         "llm": "conversation.echo",
+        "pubsub-late-policy": "pubsub.in-memory",
     }
     assert resources.inbound["pubsub-retry"].retry is not None
     assert resources.inbound["pubsub-retry"].retry.max_retries == 2
+    assert "pubsub-late-policy" not in resources.inbound  # its policy is not a file's first document

@@ -1,15 +1,17 @@
 """Pub/sub conformance through streaming subscriptions of the official sync and aio clients.
 
 daprd 1.18's rules for ``pubsub.in-memory``: every stream is a subscriber and gets every event;
-RETRY is redelivered only under a resiliency retry policy (``pubsub-retry`` has one, 2 retries),
-otherwise the event goes once to the dead-letter topic or is lost; DROP goes to the dead-letter
-topic when there is one.
+RETRY is redelivered only under a resiliency retry
+policy (``pubsub-retry`` has one, 2 retries; daprd applies a Resiliency only as the first
+document of its file), otherwise the event goes once to the dead-letter topic or is lost; DROP
+goes to the dead-letter topic when there is one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import re
 import urllib.request
@@ -185,35 +187,76 @@ async def test_drop_goes_to_the_dead_letter_topic(dapr, unique):
 
 
 async def test_retry_is_redelivered_under_a_resiliency_policy_then_dead_lettered(dapr, unique):
+    """``pubsub-retry``'s inbound policy (constant 20 ms, maxRetries 2, in a file of its own):
+    daprd redelivers a RETRY twice, about 20 ms apart, then sends the event once to the
+    dead-letter topic; the stream then gets the next event published, not a fourth delivery."""
     topic, dead = f"{unique}-flaky", f"{unique}-flaky-dead"
     dead_letters = await dapr.subscribe("pubsub-retry", dead)
     subscription = await dapr.subscribe("pubsub-retry", topic, dead_letter_topic=dead)
     await dapr.call(
         "publish_event", "pubsub-retry", topic, json.dumps({"try": 1}), data_content_type="application/json"
     )
-    ids = []
+    ids, times = [], []
     for _ in range(3):  # the first delivery plus maxRetries=2 redeliveries
         message = await subscription.next()
         ids.append(message.id())
+        times.append(asyncio.get_running_loop().time())
         await subscription.respond(message, "retry")
     assert len(set(ids)) == 1
+    assert min(later - earlier for earlier, later in itertools.pairwise(times)) >= 0.018
     letter = await dead_letters.next()
     assert letter.id() == ids[0]
+    assert letter.data() == {"try": 1}
     await dead_letters.respond(letter, "success")
+    await dapr.call(
+        "publish_event", "pubsub-retry", topic, json.dumps({"try": 2}), data_content_type="application/json"
+    )
+    following = await subscription.next()
+    assert following.data() == {"try": 2}
+    await subscription.respond(following, "success")
 
 
 async def test_retry_then_success_is_delivered_once_more_only(dapr, unique):
-    topic = f"{unique}-eventually"
-    subscription = await dapr.subscribe("pubsub-retry", topic)
+    """Under ``pubsub-retry``'s policy a RETRY is redelivered with the same id; the SUCCESS that
+    follows ends it: no further delivery and nothing for the dead-letter topic."""
+    topic, dead = f"{unique}-eventually", f"{unique}-eventually-dead"
+    dead_letters = await dapr.subscribe("pubsub-retry", dead)
+    subscription = await dapr.subscribe("pubsub-retry", topic, dead_letter_topic=dead)
     await dapr.call("publish_event", "pubsub-retry", topic, "x", data_content_type="text/plain")
     first = await subscription.next()
     await subscription.respond(first, "retry")
     second = await subscription.next()
     assert second.id() == first.id()
+    assert second.raw_data() == b"x"
     await subscription.respond(second, "success")
     await dapr.call("publish_event", "pubsub-retry", topic, "y", data_content_type="text/plain")
     following = await subscription.next()
     assert following.raw_data() == b"y"
+    await subscription.respond(following, "success")
+    # The dead-letter stream's first event is one published to it now, not the "x" event.
+    await dapr.call("publish_event", "pubsub-retry", dead, "marker", data_content_type="text/plain")
+    marker = await dead_letters.next()
+    assert marker.raw_data() == b"marker"
+    await dead_letters.respond(marker, "success")
+
+
+async def test_a_resiliency_after_the_first_document_of_its_file_is_not_applied(dapr, unique):
+    """``pubsub-late-policy`` has the same retry policy as ``pubsub-retry``, but as the second
+    document of its file (see conftest and external-components). daprd reads a Resiliency only as
+    the first document of a file, so a RETRY is not redelivered: it goes once to the dead-letter
+    topic."""
+    topic, dead = f"{unique}-late", f"{unique}-late-dead"
+    dead_letters = await dapr.subscribe("pubsub-late-policy", dead)
+    subscription = await dapr.subscribe("pubsub-late-policy", topic, dead_letter_topic=dead)
+    await dapr.call("publish_event", "pubsub-late-policy", topic, "once", data_content_type="text/plain")
+    message = await subscription.next()
+    await subscription.respond(message, "retry")
+    letter = await dead_letters.next()
+    assert letter.id() == message.id()
+    await dead_letters.respond(letter, "success")
+    await dapr.call("publish_event", "pubsub-late-policy", topic, "next", data_content_type="text/plain")
+    following = await subscription.next()
+    assert following.raw_data() == b"next"
     await subscription.respond(following, "success")
 
 

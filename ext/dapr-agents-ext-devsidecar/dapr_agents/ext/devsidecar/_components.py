@@ -3,13 +3,15 @@
 daprd reads every ``*.yaml``/``*.yml`` file directly inside each ``--resources-path`` folder
 (not recursively), each file possibly holding several documents, and keeps the documents with
 ``apiVersion: dapr.io/v1alpha1`` of the kinds it handles; other kinds (Subscription,
-Configuration, ...) are skipped so the same folder works with ``dapr run``. Components whose
-``scopes`` exclude the app id are skipped. Metadata values support daprd's ``envRef`` and its
-placeholders ``{uuid}``, ``{podName}``, ``{namespace}`` and ``{appID}``; like daprd, there is no
-``{{ENV}}``/``${ENV}`` expansion (use ``envRef``). Where daprd would fail to start (a duplicate
-name, an unsupported type) the dev sidecar raises :class:`~._errors.ComponentError` naming the
-file and the component; it is also strict about malformed documents, which daprd skips with a
-warning, because a silently missing component is harder to debug than a refusal to start.
+Configuration, ...) are skipped so the same folder works with ``dapr run``. A Resiliency counts
+only as the first document of its file: daprd decodes the whole file as one document when it
+looks for one. Components whose ``scopes`` exclude the app id are skipped. Metadata values
+support daprd's ``envRef`` and its placeholders ``{uuid}``, ``{podName}``, ``{namespace}`` and
+``{appID}``; like daprd, there is no ``{{ENV}}``/``${ENV}`` expansion (use ``envRef``). Where
+daprd would fail to start (a duplicate name, an unsupported type) the dev sidecar raises
+:class:`~._errors.ComponentError` naming the file and the component; it is also strict about
+malformed documents, which daprd skips with a warning, because a silently missing component is
+harder to debug than a refusal to start.
 """
 
 from __future__ import annotations
@@ -345,6 +347,17 @@ def parse_documents(
                 seen[name] = source
                 resources.components.append(component)
         elif doc.get("kind") == "Resiliency":
+            if index > 0:
+                # daprd decodes a resources file as one document when it looks for a Resiliency
+                # (only components are read document by document): a later one is never applied.
+                _log.warning(
+                    "%s: resiliency %r is document %d of the file and daprd reads a Resiliency only "
+                    "as the first document of its file, so it is ignored; move it to a file of its own",
+                    source,
+                    (doc.get("metadata") or {}).get("name", "?"),
+                    index,
+                )
+                continue
             _parse_resiliency(doc, source, app_id, resources)
     return resources
 
