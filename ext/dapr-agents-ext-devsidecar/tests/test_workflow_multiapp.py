@@ -1,6 +1,7 @@
 """Two apps, each with its own sidecar, sharing one durable actor state store: activities and
 child workflows routed with ``app_id=`` run on the other app's worker (dapr-agents' agent teams
-call each other this way)."""
+call each other this way). With ``DAPR_TEST_SIDECAR=daprd`` the two sidecars are real daprds
+sharing a SQLite actor store, where the routing goes through placement and actor calls."""
 
 from __future__ import annotations
 
@@ -14,27 +15,27 @@ import pytest
 from dapr_agents.ext.devsidecar import DevSidecar
 from dapr_agents.ext.devsidecar.testing import write_components
 
-pytestmark = pytest.mark.devsidecar_only
+pytestmark = pytest.mark.starts_sidecars
 
 
 @pytest.fixture
 def two_apps(
-    tmp_path: Path, dapr_state_backend: str, request: pytest.FixtureRequest
+    tmp_path: Path, dapr_state_backend: str, request: pytest.FixtureRequest, dapr_sidecar_factory: Any
 ) -> Iterator[tuple[DevSidecar, DevSidecar]]:
     if dapr_state_backend == "in-memory":
         pytest.skip("apps can only share a durable store (SQLite or Redis)")
-    redis_address = request.getfixturevalue("redis_server").address if dapr_state_backend == "redis" else None
+    backend = "sqlite" if dapr_state_backend == "external" else dapr_state_backend
+    redis_address = request.getfixturevalue("redis_server").address if backend == "redis" else None
     folder = write_components(
         tmp_path / "components",
-        state_backend=dapr_state_backend,
+        state_backend=backend,
         sqlite_path=tmp_path / "shared.db",
         redis_address=redis_address,
     )
-    with (
-        DevSidecar(app_id="orchestrator", resources_paths=[folder]) as first,
-        DevSidecar(app_id="specialist", resources_paths=[folder]) as second,
-    ):
-        yield first, second
+    yield (
+        dapr_sidecar_factory.start(folder, app_id="orchestrator"),
+        dapr_sidecar_factory.start(folder, app_id="specialist"),
+    )
 
 
 def test_activities_and_child_workflows_cross_apps(two_apps: tuple[DevSidecar, DevSidecar]) -> None:
