@@ -183,19 +183,17 @@ def test_it_listens_on_loopback_by_default(tmp_path: Path):
         assert sidecar.http_endpoint.startswith("http://127.0.0.1:")
 
 
-@pytest.mark.devsidecar_only
-def test_conversation_openai_forwards_to_an_openai_compatible_server(tmp_path: Path):
+@pytest.mark.starts_sidecars  # a dev sidecar, or daprd's own conversation.openai with DAPR_TEST_SIDECAR=daprd
+def test_conversation_openai_forwards_to_an_openai_compatible_server(tmp_path: Path, dapr_sidecar_factory):
     script = [
         ScriptedReply(tool_calls=[ScriptedToolCall("lookup", {"city": "Paris"}, id="call_1")]),
         ScriptedReply("It is sunny in Paris.", when="sunny"),
     ]
     with ScriptedChatServer(script, fallback=None) as llm:
         folder = write_components(tmp_path / "c", conversation="openai", openai_endpoint=llm.base_url)
-        with (
-            DevSidecar(app_id="llm-app", resources_paths=[folder]) as sidecar,
-            sidecar.endpoint().sdk_configured(),
-            DaprClient() as client,
-        ):
+        started = dapr_sidecar_factory.start(folder, app_id="llm-app")
+        endpoint = started.endpoint() if callable(started.endpoint) else started.endpoint
+        with endpoint.sdk_configured(), DaprClient() as client:
             tool = ConversationTools(
                 function=ConversationToolsFunction(
                     name="lookup",
