@@ -1,7 +1,7 @@
 """Pub/sub conformance through streaming subscriptions of the official sync and aio clients.
 
-daprd 1.18's rules for ``pubsub.in-memory``: every stream is a subscriber and gets every event;
-RETRY is redelivered only under a resiliency retry
+daprd 1.18's rules for ``pubsub.in-memory``: every stream is a subscriber and gets every event
+(several streams to one topic included); RETRY is redelivered only under a resiliency retry
 policy (``pubsub-retry`` has one, 2 retries; daprd applies a Resiliency only as the first
 document of its file), otherwise the event goes once to the dead-letter topic or is lost; DROP
 goes to the dead-letter topic when there is one.
@@ -18,6 +18,7 @@ import urllib.request
 
 import grpc
 import pytest
+from conftest import Dapr
 from dapr.proto.runtime.v1 import metadata_pb2
 from helpers import rpc_fails
 
@@ -113,41 +114,95 @@ def http_streams(sidecar, topic: str) -> list:
         return [s for s in json.load(answer).get("subscriptions", []) if s["topic"] == topic]
 
 
-async def test_one_streaming_subscription_per_topic_and_the_metadata_lists_it(
+async def wait_listed(raw_stub, topic: str, count: int) -> list:
+    """The metadata's streams to ``topic`` once there are ``count`` (a closed stream leaves the
+    list when daprd has torn it down, shortly after the client closed it)."""
+    deadline = asyncio.get_running_loop().time() + 5
+    while len(listed := await asyncio.to_thread(streams, raw_stub, topic)) != count:
+        assert asyncio.get_running_loop().time() < deadline, f"{len(listed)} streams listed, not {count}"
+        await asyncio.sleep(0.05)
+    return listed
+
+
+async def test_several_streaming_subscriptions_to_one_topic_each_get_every_event(
     dapr, raw_stub, dapr_sidecar, unique
 ):
-    """daprd keeps one stream per pubsub and topic (a second is refused until the first ends; other
-    replicas have their own sidecar) and lists open streams in its metadata as STREAMING."""
-    topic = f"{unique}-one-stream"
-    first = await dapr.subscribe(PUBSUB, topic)
-    with pytest.raises(Exception) as refused:
-        second = await dapr.subscribe(PUBSUB, topic)
-        await second.next(timeout=5)  # the aio client reports the refusal on the first read
-    assert f'already subscribed to pubsub "{PUBSUB}" topic "{topic}"' in str(refused.value) + repr(
-        refused.value.__cause__
-    )
-    listed = await asyncio.to_thread(streams, raw_stub, topic)
-    assert [(s.pubsub_name, s.type) for s in listed] == [
-        (PUBSUB, metadata_pb2.PubsubSubscriptionType.STREAMING)
-    ]
-    assert [rule.path for rule in listed[0].rules.rules] == ["/"]
-    documented = await asyncio.to_thread(http_streams, dapr_sidecar, topic)
-    assert [(s["pubsubname"], s["type"], s["rules"]) for s in documented] == [
-        (PUBSUB, "STREAMING", [{"path": "/"}])
-    ]
+    """daprd 1.18 accepts any number of streams to one pub/sub topic, from one client or several
+    (each has its own connection id), lists each in its metadata as STREAMING in subscription
+    order, and ``pubsub.in-memory`` hands every event to every stream.
 
-    await first.close()
-    deadline = asyncio.get_running_loop().time() + 5
-    while await asyncio.to_thread(streams, raw_stub, topic):
-        assert asyncio.get_running_loop().time() < deadline, "the closed stream is still listed"
-        await asyncio.sleep(0.05)
-    again = await dapr.subscribe(PUBSUB, topic)
-    await dapr.call(
-        "publish_event", PUBSUB, topic, json.dumps({"n": 1}), data_content_type="application/json"
-    )
-    message = await again.next()
-    assert message.data() == {"n": 1}
-    await again.respond(message, "success")
+    Streams are closed oldest first here. daprd 1.18.2 has a bug when a newer stream closes while
+    an older one to the same topic is open: ``pubsub.in-memory`` unsubscribes by comparing handler
+    functions, which all look alike, so it removes the oldest stream's handler instead of the
+    closed one's; the oldest stream stays open and listed but gets nothing more. The dev sidecar
+    keeps delivering to it (see the README, "Known differences from daprd")."""
+    topic, dead = f"{unique}-streams", f"{unique}-streams-dead"
+    other = await Dapr(dapr.kind).open()
+    try:
+        first = await dapr.subscribe(PUBSUB, topic)
+        second = await dapr.subscribe(PUBSUB, topic, dead_letter_topic=dead)  # the same client
+        third = await other.subscribe(PUBSUB, topic)  # another client, another channel
+        listed = await asyncio.to_thread(streams, raw_stub, topic)
+        assert [(s.pubsub_name, s.type, s.dead_letter_topic) for s in listed] == [
+            (PUBSUB, metadata_pb2.PubsubSubscriptionType.STREAMING, ""),
+            (PUBSUB, metadata_pb2.PubsubSubscriptionType.STREAMING, dead),
+            (PUBSUB, metadata_pb2.PubsubSubscriptionType.STREAMING, ""),
+        ]
+        assert [[rule.path for rule in s.rules.rules] for s in listed] == [["/"]] * 3
+        documented = await asyncio.to_thread(http_streams, dapr_sidecar, topic)
+        assert documented == [
+            {
+                "pubsubname": PUBSUB,
+                "topic": topic,
+                "rules": [{"path": "/"}],
+                "deadLetterTopic": "",
+                "type": "STREAMING",
+            },
+            {
+                "pubsubname": PUBSUB,
+                "topic": topic,
+                "rules": [{"path": "/"}],
+                "deadLetterTopic": dead,
+                "type": "STREAMING",
+            },
+            {
+                "pubsubname": PUBSUB,
+                "topic": topic,
+                "rules": [{"path": "/"}],
+                "deadLetterTopic": "",
+                "type": "STREAMING",
+            },
+        ]
+
+        async def everyone_gets(number: int, subscriptions: list) -> None:
+            await dapr.call(
+                "publish_event",
+                PUBSUB,
+                topic,
+                json.dumps({"n": number}),
+                data_content_type="application/json",
+            )
+            ids = set()
+            for subscription in subscriptions:
+                message = await subscription.next()
+                assert message.data() == {"n": number}
+                ids.add(message.id())
+                await subscription.respond(message, "success")
+            assert len(ids) == 1  # one event, handed to each stream
+
+        await everyone_gets(1, [first, second, third])
+        await first.close()
+        await wait_listed(raw_stub, topic, 2)
+        await everyone_gets(2, [second, third])
+        await second.close()
+        assert [s.dead_letter_topic for s in await wait_listed(raw_stub, topic, 1)] == [""]
+        await everyone_gets(3, [third])
+        await third.close()
+        await wait_listed(raw_stub, topic, 0)
+        again = await dapr.subscribe(PUBSUB, topic)
+        await everyone_gets(4, [again])
+    finally:
+        await other.close()
 
 
 async def test_retry_without_policy_goes_once_to_the_dead_letter_topic(dapr, unique):

@@ -9,6 +9,7 @@ like a daprd without the matching component.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
@@ -84,9 +85,10 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
         self._components = list(components)
         self._extended = dict(extended_metadata or {})
         self._connected_workers = connected_workers
-        # Open streaming subscriptions by (pubsub, topic), in subscription order: daprd allows one
-        # per topic per sidecar and lists them in its metadata.
-        self._streams: dict[tuple[str, str], pubsub_pb2.SubscribeTopicEventsRequestInitialAlpha1] = {}
+        # Open streaming subscriptions by connection id, in subscription order: daprd accepts any
+        # number per topic (each is a subscriber of its own) and lists each in its metadata.
+        self._streams: dict[int, pubsub_pb2.SubscribeTopicEventsRequestInitialAlpha1] = {}
+        self._connection_ids = itertools.count(1)
 
     # -- state --------------------------------------------------------------------------------
 
@@ -564,15 +566,10 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
             if not initial.topic:
                 raise ApiError(grpc.StatusCode.UNKNOWN, "topic is required")
             pubsub = self._pubsub(initial.pubsub_name, dict(initial.metadata))
-            stream_key = (initial.pubsub_name, initial.topic)
-            if stream_key in self._streams:
-                raise ApiError(
-                    grpc.StatusCode.UNKNOWN,
-                    f'streamer already subscribed to pubsub "{initial.pubsub_name}" topic "{initial.topic}"',
-                )
         except ApiError as error:
             await abort(context, error)
-        self._streams[stream_key] = initial
+        connection_id = next(self._connection_ids)
+        self._streams[connection_id] = initial
         subscriber = pubsub.subscribe(initial.topic, initial.dead_letter_topic, dict(initial.metadata))
         outcome: dict[str, str] = {}
 
@@ -613,8 +610,8 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
                     event_message=self._topic_event(subscriber, getter.result())
                 )
         finally:
-            # Before the client hears that the stream ended, so its resubscription is accepted.
-            del self._streams[stream_key]
+            # Before the client hears that the stream ended: the metadata no longer lists it then.
+            del self._streams[connection_id]
             pubsub.unsubscribe(subscriber)
             reader.cancel()
             await asyncio.gather(reader, return_exceptions=True)
@@ -625,17 +622,14 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
 
     def stream_subscriptions(self) -> list[dict[str, object]]:
         """The open streaming subscriptions as daprd's HTTP metadata document lists them."""
-        return [
-            {
-                "pubsubname": initial.pubsub_name,
-                "topic": initial.topic,
-                "deadLetterTopic": initial.dead_letter_topic,
-                "metadata": dict(initial.metadata),
-                "rules": [{"path": "/"}],
-                "type": "STREAMING",
-            }
-            for initial in self._streams.values()
-        ]
+        listed: list[dict[str, object]] = []
+        for initial in self._streams.values():
+            entry: dict[str, object] = {"pubsubname": initial.pubsub_name, "topic": initial.topic}
+            if initial.metadata:  # omitempty in daprd's document
+                entry["metadata"] = dict(initial.metadata)
+            entry.update(rules=[{"path": "/"}], deadLetterTopic=initial.dead_letter_topic, type="STREAMING")
+            listed.append(entry)
+        return listed
 
     async def GetMetadata(
         self, request: metadata_pb2.GetMetadataRequest, context: grpc.aio.ServicerContext

@@ -3,7 +3,8 @@
 What daprd does, and so what this does:
 - Publishing wraps the payload in a CloudEvent (``build_cloud_event``) and hands the JSON bytes
   to the component, which fans them out to every current subscriber of the topic; an event
-  published while nobody subscribes is gone.
+  published while nobody subscribes is gone. Each streaming subscription is a subscriber of its
+  own, so several streams to one topic (from one client or several) each get every event.
 - Each subscriber receives one event at a time: a publish waits while a subscriber of the topic
   is still handling the previous event (daprd's in-memory bus holds a per-handler lock).
 - An acknowledgement of ``SUCCESS`` ends a delivery. ``RETRY`` is an error: it is redelivered
