@@ -127,14 +127,31 @@ def test_two_consumers_of_one_ledger_claim_each_key_once(harness: Harness) -> No
 
 
 def test_a_second_trigger_on_one_topic_is_refused_with_the_fix(harness: Harness) -> None:
-    """A sidecar keeps one streaming subscription per topic (daprd refuses a second), so two
-    triggers on one topic in one app cannot both come up: hosting fails and says what to do."""
+    """daprd accepts any number of streams to one topic, each a consumer of its own: two triggers
+    would both get every event (pubsub.in-memory) or split the events between them (pubsub.redis,
+    whose consumer group is the app id). So hosting refuses the second trigger on a topic in one
+    app, before it subscribes, and says what to do; once the first is shut down the topic is free."""
     agent = harness.agent()
     topic_trigger(agent, pubsub="agent-pubsub", topic="shared")
     topic_trigger(agent, pubsub="agent-pubsub", topic="shared")
-    with pytest.raises(RuntimeError, match="one topic_trigger per topic"):
+    with pytest.raises(RuntimeError, match="one topic_trigger per topic") as refused:
         harness.runner().workflow(agent)
+    assert "already consumes topic 'shared' of 'agent-pubsub'" in str(refused.value)
     wait_until(lambda: harness.subscribers("shared") == 0, what="the first trigger rolled back")
+
+    # Two agents of one app: the second agent's trigger is refused while the first is hosted.
+    first, second = harness.agent(), harness.agent()
+    topic_trigger(first, pubsub="agent-pubsub", topic="shared")
+    topic_trigger(second, pubsub="agent-pubsub", topic="shared")
+    runner = harness.runner()
+    runner.workflow(first)
+    with pytest.raises(RuntimeError, match="one topic_trigger per topic"):
+        harness.runner().workflow(second)
+    assert harness.subscribers("shared") == 1
+    runner.shutdown(first)
+    wait_until(lambda: harness.subscribers("shared") == 0, what="the first agent's trigger closed")
+    harness.runner().workflow(second)
+    assert harness.subscribers("shared") == 1
 
 
 def test_an_abandoned_claim_is_taken_over_after_its_lease(harness: Harness) -> None:

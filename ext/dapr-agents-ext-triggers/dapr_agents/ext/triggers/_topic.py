@@ -8,6 +8,13 @@ its start can race (the request writer sees the stream inactive and half-closes 
 writer thread never ends after ``close()``; this module drives the same RPC with a writer that
 ends when the trigger closes, so shutting down leaves no thread behind.
 
+One topic trigger per pub/sub topic per sidecar in a process: daprd gives each stream to a
+topic a consumer of its own, so a second trigger would either get every event again
+(``pubsub.in-memory``) or split the events with the first (brokers with consumer groups, such as
+``pubsub.redis``, whose group is the app id), depending on the component, and with daprd 1.18's
+in-memory bus closing one of two streams can silence the other. Hosting a second one therefore
+fails before it subscribes.
+
 One worker thread per trigger reads events one at a time and acknowledges each only after its
 run is scheduled (or it was found to be a duplicate, filtered out, or dead-lettered). With
 ``max_concurrency=N`` it waits for one of its N unfinished runs to end before scheduling the
@@ -50,6 +57,17 @@ DROP = appcallback_v1.TopicEventResponse.DROP
 
 _OPEN_TIMEOUT = 15.0
 _JOIN_TIMEOUT = 15.0
+
+# (sidecar address, pubsub, topic) of every hosted topic trigger in this process -> (its hosting's
+# token, its repr).
+_claimed: dict[tuple[str, str, str], tuple[object, str]] = {}
+_claimed_lock = threading.Lock()
+
+
+def _sidecar_address(client: Any) -> str:
+    """The gRPC address ``client`` talks to (the SDK keeps it as ``_uri``)."""
+    uri = getattr(client, "_uri", None)
+    return str(getattr(uri, "endpoint", None) or id(client))
 
 
 class _Stream:
@@ -166,18 +184,31 @@ class TopicTrigger:
         inflight = InflightRuns(ctx, self.max_concurrency)
         stop = threading.Event()
         stub = ctx.dapr_client._stub  # the client's (authenticated) channel
+        claim = (_sidecar_address(ctx.dapr_client), self.pubsub, self.topic)
+        token = object()
+        with _claimed_lock:
+            holder = _claimed.setdefault(claim, (token, repr(self)))
+        if holder[0] is not token:
+            raise TriggerError(
+                f"{self!r}: {holder[1]} already consumes topic {self.topic!r} of {self.pubsub!r} through "
+                "this sidecar. Each trigger would have a subscription of its own, and depending on the "
+                "component both would get every event (pubsub.in-memory) or they would split the "
+                "events (pubsub.redis and other consumer-group brokers). Register one topic_trigger per "
+                "topic (its filter and mapper can route events), or consume the topic in another app."
+            )
+
+        def release() -> None:
+            with _claimed_lock:
+                if _claimed.get(claim, (None,))[0] is token:
+                    del _claimed[claim]
+
         # Opened here, synchronously, so a bad pub/sub name fails the hosting call and events
         # published once hosting returns are delivered.
         try:
             first = _Stream(stub, self.pubsub, self.topic, self.dead_letter_topic)
-        except Exception as exc:
-            if "already subscribed" not in str(exc):
-                raise
-            raise TriggerError(
-                f"{self!r}: this app already has a streaming subscription to topic {self.topic!r} of "
-                f"{self.pubsub!r}, and a Dapr sidecar allows one per topic. Register one topic_trigger "
-                "per topic (its filter and mapper can route events), or consume the topic in another app."
-            ) from exc
+        except BaseException:
+            release()
+            raise
         streams: list[_Stream] = [first]
         thread = threading.Thread(
             target=self._loop,
@@ -204,6 +235,8 @@ class TopicTrigger:
                     logger.warning("%r: the worker thread did not stop within %ss", self, _JOIN_TIMEOUT)
             except Exception:  # a closer must never raise
                 logger.exception("%r: error while closing", self)
+            finally:
+                release()
 
         return close
 
