@@ -37,6 +37,10 @@ EXPECTED_SUPPORTED_TYPES = (
     "pubsub.in-memory",
     "conversation.echo",
     "conversation.openai",
+    "secretstores.local.file",
+    "secretstores.local.env",
+    "configuration.redis",
+    "lock.redis",
 )
 
 
@@ -618,23 +622,36 @@ def test_the_pod_name_placeholder_needs_pod_name(tmp_path):
     assert str(tmp_path / "c.yaml") in str(error.value)
 
 
-def test_secret_key_ref_is_a_clear_error(tmp_path):
-    path = write(
+def test_secret_key_refs_are_kept_for_the_start_with_their_auth_secret_store(tmp_path):
+    write(
         tmp_path / "c.yaml",
         component(
             "secured",
             "state.redis",
-            metadata="- name: redisPassword\n  secretKeyRef:\n    name: redis\n    key: password",
-        ),
+            metadata="""\
+            - name: redisHost
+              value: localhost:6379
+            - name: redisPassword
+              secretKeyRef:
+                name: redis
+                key: password
+            - name: redisUsername
+              secretKeyRef:
+                name: user
+            - name: fromEnv
+              envRef: SOME_VAR
+              secretKeyRef:
+                name: ignored
+            """,
+        )
+        + "auth:\n  secretStore: vault\n",
     )
-    with pytest.raises(ComponentError) as error:
-        load_components([tmp_path], app_id="myapp", env={})
-    message = str(error.value)
-    assert str(path) in message
-    assert "'secured'" in message
-    assert "'redisPassword'" in message
-    assert "secretKeyRef" in message
-    assert "envRef" in message  # it says what to use instead
+    (loaded,) = load_components([tmp_path], app_id="myapp", env={"SOME_VAR": "x"})
+    assert loaded.secret_store == "vault"
+    # daprd: an envRef without a value wins; the secret is read at start, the value stays "" until then.
+    assert loaded.secret_refs == {"redisPassword": ("redis", "password"), "redisUsername": ("user", "")}
+    assert loaded.metadata["redisPassword"] == ""
+    assert loaded.metadata["fromEnv"] == "x"
 
 
 # -- resiliency -----------------------------------------------------------------------------------

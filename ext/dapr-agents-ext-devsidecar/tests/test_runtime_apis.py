@@ -234,6 +234,6 @@ def test_conversation_openai_forwards_to_an_openai_compatible_server(tmp_path: P
 @pytest.mark.devsidecar_only
 async def test_apis_it_does_not_serve_answer_unimplemented_by_name(dapr):
     with rpc_fails() as failure:
-        await dapr.call("get_secret", "secretstore", "password")
+        await dapr.call("invoke_binding", "storage", "create", b"data")
     assert failure.code == grpc.StatusCode.UNIMPLEMENTED
-    assert "does not implement GetSecret" in failure.details
+    assert "does not implement InvokeBinding" in failure.details

@@ -77,6 +77,7 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
         components: Sequence[tuple[str, str, str, Sequence[str]]],
         extended_metadata: Mapping[str, str] | None = None,
         connected_workers: Callable[[], int] = lambda: 0,
+        block_methods: Mapping[str, Callable[..., Any]] | None = None,
     ) -> None:
         self._app_id = app_id
         self._stores = dict(state_stores)
@@ -85,6 +86,10 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
         self._components = list(components)
         self._extended = dict(extended_metadata or {})
         self._connected_workers = connected_workers
+        # Building blocks (secrets, configuration, locks) serve their methods themselves; an
+        # instance attribute wins over the class's UNIMPLEMENTED placeholder at registration.
+        for method, handler in (block_methods or {}).items():
+            setattr(self, method, handler)
         # Open streaming subscriptions by connection id, in subscription order: daprd accepts any
         # number per topic (each is a subscriber of its own) and lists each in its metadata.
         self._streams: dict[int, pubsub_pb2.SubscribeTopicEventsRequestInitialAlpha1] = {}
@@ -711,8 +716,9 @@ def _unimplemented(method: str) -> Any:
             context,
             ApiError(
                 grpc.StatusCode.UNIMPLEMENTED,
-                f"the dev sidecar does not implement {method}; it serves state, pub/sub, metadata "
-                "and conversation (see the dapr-agents-ext-devsidecar README)",
+                f"the dev sidecar does not implement {method}; it serves state, pub/sub, metadata, "
+                "conversation, secrets, configuration and locks (see the dapr-agents-ext-devsidecar "
+                "README)",
             ),
         )
 

@@ -42,7 +42,22 @@ SUPPORTED_TYPES: Mapping[str, tuple[str, ...]] = {
     "pubsub.in-memory": ("v1",),
     "conversation.echo": ("v1",),
     "conversation.openai": ("v1",),
+    "secretstores.local.file": ("v1",),
+    "secretstores.local.env": ("v1",),
+    "configuration.redis": ("v1",),
+    "lock.redis": ("v1",),
 }
+
+#: The kinds daprd reads from resources folders (group ``dapr.io``); only some matter here.
+DAPR_KINDS = (
+    "Component",
+    "Configuration",
+    "HTTPEndpoint",
+    "MCPServer",
+    "Resiliency",
+    "Subscription",
+    "WorkflowAccessPolicy",
+)
 
 _TEMPLATE_REFERENCE = re.compile(r"\{\{\s*[A-Za-z_][A-Za-z0-9_]*\s*\}\}|\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 
@@ -60,6 +75,10 @@ class Component:
     namespace: str = ""
     init_timeout: str = ""
     ignore_errors: bool = False
+    #: ``secretKeyRef`` metadata: name -> (secret name, key in the secret; "" = the name).
+    secret_refs: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    #: ``auth.secretStore``: where ``secret_refs`` are read from ("" = none named).
+    secret_store: str = ""
 
     @property
     def category(self) -> str:
@@ -171,7 +190,13 @@ def _env_ref_allowed(name: str, env: Mapping[str, str]) -> bool:
     return not allow.strip() or name in allow.split()
 
 
-def _parse_metadata(items: Any, app_id: str, env: Mapping[str, str], where: str) -> dict[str, str]:
+def _parse_metadata(
+    items: Any,
+    app_id: str,
+    env: Mapping[str, str],
+    where: str,
+    secret_refs: dict[str, tuple[str, str]] | None = None,
+) -> dict[str, str]:
     if items is None:
         return {}
     if not isinstance(items, list):
@@ -182,11 +207,18 @@ def _parse_metadata(items: Any, app_id: str, env: Mapping[str, str], where: str)
             raise ComponentError(f"{where}: spec.metadata[{index}] must be a mapping with a 'name'")
         name = item["name"]
         value = _stringify(item.get("value"))
-        if not value and item.get("secretKeyRef"):
-            raise ComponentError(
-                f"{where}: metadata {name!r} uses secretKeyRef, which the dev sidecar cannot resolve "
-                "(it has no secret stores); use envRef or a literal value"
-            )
+        reference = item.get("secretKeyRef")
+        if reference is not None and not isinstance(reference, dict):
+            raise ComponentError(f"{where}: metadata {name!r}: secretKeyRef must be a mapping with a 'name'")
+        # daprd: an envRef applies only without a value; otherwise a named secretKeyRef is read
+        # (at start, from auth.secretStore) and replaces the value when it is not empty.
+        if (
+            secret_refs is not None
+            and reference
+            and reference.get("name")
+            and (value or not item.get("envRef"))
+        ):
+            secret_refs[name] = (_stringify(reference["name"]), _stringify(reference.get("key")))
         if not value and item.get("envRef"):
             env_name = str(item["envRef"])
             if not _env_ref_allowed(env_name, env):
@@ -233,7 +265,16 @@ def _parse_component(
     version = _stringify(spec.get("version") or "").lower()
     if version in {"", "v0"}:
         version = "v1"
+    ignore_errors = bool(spec.get("ignoreErrors", False))
     if comp_type not in SUPPORTED_TYPES:
+        if ignore_errors:
+            # daprd logs the failure and starts without the component.
+            _log.warning(
+                "%s has type %r, which the dev sidecar does not support; skipped (ignoreErrors)",
+                where,
+                comp_type,
+            )
+            return name, None
         raise ComponentError(
             f"{where} has type {comp_type!r}, which the dev sidecar does not support; "
             f"supported types: {', '.join(sorted(SUPPORTED_TYPES))}"
@@ -243,16 +284,22 @@ def _parse_component(
             f"{where}: version {version or '(none)'!r} of {comp_type} is not supported; use "
             + " or ".join(SUPPORTED_TYPES[comp_type])
         )
+    auth = doc.get("auth") or {}
+    if not isinstance(auth, dict):
+        raise ComponentError(f"{where}: auth must be a mapping such as {{secretStore: <name>}}")
+    secret_refs: dict[str, tuple[str, str]] = {}
     return name, Component(
         name=name,
         type=comp_type,
         version=version,
-        metadata=_parse_metadata(spec.get("metadata"), app_id, env, where),
+        metadata=_parse_metadata(spec.get("metadata"), app_id, env, where, secret_refs),
         scopes=scopes,
         source=source,
         namespace=str(meta.get("namespace") or ""),
         init_timeout=_stringify(spec.get("initTimeout") or ""),
-        ignore_errors=bool(spec.get("ignoreErrors", False)),
+        ignore_errors=ignore_errors,
+        secret_refs=secret_refs,
+        secret_store=_stringify(auth.get("secretStore") or ""),
     )
 
 
@@ -327,9 +374,19 @@ def parse_documents(
             continue
         if not isinstance(doc, dict):
             raise ComponentError(f"{source}: document {index} is not a mapping")
-        if doc.get("apiVersion") != API_VERSION:
+        api_version, kind = doc.get("apiVersion"), doc.get("kind")
+        if isinstance(api_version, str) and api_version.startswith("dapr.io/") and kind not in DAPR_KINDS:
+            # daprd skips such a document without a word; a typo ("Componnet") then silently
+            # drops a component, so refuse it.
+            meta = doc.get("metadata")
+            name = meta.get("name") if isinstance(meta, dict) else None
+            raise ComponentError(
+                f"{source}: document {index}{f' ({name!r})' if name else ''} has kind {kind!r}, which "
+                f"is not a Dapr resource kind; use one of {', '.join(DAPR_KINDS)}"
+            )
+        if api_version != API_VERSION:
             continue
-        if doc.get("kind") == "Component":
+        if kind == "Component":
             manifest_namespace = str((doc.get("metadata") or {}).get("namespace") or "")
             namespace = env.get("NAMESPACE", "")
             if namespace and manifest_namespace and manifest_namespace != namespace:
@@ -346,7 +403,7 @@ def parse_documents(
             if component is not None:
                 seen[name] = source
                 resources.components.append(component)
-        elif doc.get("kind") == "Resiliency":
+        elif kind == "Resiliency":
             if index > 0:
                 # daprd decodes a resources file as one document when it looks for a Resiliency
                 # (only components are read document by document): a later one is never applied.

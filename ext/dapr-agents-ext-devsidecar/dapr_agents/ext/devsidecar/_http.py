@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+import urllib.parse
+from collections.abc import Awaitable, Callable, Sequence
 
 from ._auth import tokens_match
+from ._blocks import HttpRequest, Route
 
 _log = logging.getLogger(__name__)
 
@@ -22,7 +24,9 @@ _REASONS = {
     200: "OK",
     204: "No Content",
     401: "Unauthorized",
+    403: "Forbidden",
     404: "Not Found",
+    500: "Internal Server Error",
     405: "Method Not Allowed",
     400: "Bad Request",
 }
@@ -34,7 +38,16 @@ MetadataProvider = Callable[[], Awaitable[dict[str, object]]]
 class HttpApiServer:
     """Serves the HTTP side of the sidecar on one port."""
 
-    def __init__(self, *, host: str, port: int, api_token: str | None, metadata: MetadataProvider) -> None:
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        api_token: str | None,
+        metadata: MetadataProvider,
+        routes: Sequence[Route] = (),
+    ) -> None:
+        self._routes = list(routes)  # the building blocks' routes (secrets, configuration, ...)
         self._host = host
         self._port = port
         self._token = api_token
@@ -102,10 +115,9 @@ class HttpApiServer:
                         name, _, value = line.partition(":")
                         headers[name.strip().lower()] = value.strip()
                 length = int(headers.get("content-length", "0") or 0)
-                if length:
-                    await reader.readexactly(length)
-                path = target.split("?", 1)[0]
-                await self._route(writer, method, path, headers)
+                body = await reader.readexactly(length) if length else b""
+                path, _, query = target.partition("?")
+                await self._route(writer, method, path, headers, query, body)
                 if headers.get("connection", "").lower() == "close":
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
@@ -115,7 +127,13 @@ class HttpApiServer:
             writer.close()
 
     async def _route(
-        self, writer: asyncio.StreamWriter, method: str, path: str, headers: dict[str, str]
+        self,
+        writer: asyncio.StreamWriter,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        query: str = "",
+        body: bytes = b"",
     ) -> None:
         if path in _HEALTH_ROUTES:
             if method != "GET":
@@ -132,6 +150,15 @@ class HttpApiServer:
             body = json.dumps(await self._metadata()).encode("utf-8")
             await self._respond(writer, 200, body)
             return
+        for candidate in self._routes:
+            params = candidate.match(method, path)
+            if params is not None:
+                request = HttpRequest(
+                    method, path, urllib.parse.parse_qs(query, keep_blank_values=True), headers, body, params
+                )
+                response = await candidate.handler(request)
+                await self._respond(writer, response.status, response.body, response.content_type)
+                return
         await self._respond(
             writer,
             404,

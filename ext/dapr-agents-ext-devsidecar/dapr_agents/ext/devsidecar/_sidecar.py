@@ -21,10 +21,13 @@ from dapr.proto.runtime.v1 import dapr_pb2_grpc
 from ._api import DAPR_RUNTIME_VERSION, DaprApi, StateStoreEntry
 from ._auth import ApiTokenInterceptor
 from ._components import Component, Resources, load_resources
+from ._configuration import ConfigurationBlock, RedisConfigurationStore, open_configuration_store
 from ._conversation import ConversationBackend, EchoConversation, OpenAIConversation
 from ._errors import ComponentError
 from ._http import HttpApiServer
+from ._lock import LockBlock, RedisLockStore, open_lock_store
 from ._pubsub import InMemoryPubSub
+from ._secrets import SecretsBlock, load_secret_scopes, open_secret_stores, resolve_secret_refs
 from ._state import StateBackend
 from ._state_memory import InMemoryStateBackend
 from ._workflow import WorkflowEngine
@@ -87,7 +90,8 @@ class DevSidecar:
     Parameters mirror ``daprd``/``dapr run``: ``app_id``, ``resources_paths`` (folders or files
     of component YAML), the gRPC and HTTP ports (0 picks free ports) and the listen address,
     loopback unless told otherwise. ``api_token`` defaults to ``DAPR_API_TOKEN`` from the
-    environment; when set, every call but the health checks must present it.
+    environment; when set, every call but the health checks must present it. ``config`` is a
+    Dapr Configuration file (``--config``); the dev sidecar applies its secret scopes.
     """
 
     def __init__(
@@ -102,6 +106,7 @@ class DevSidecar:
         api_token: str | None = None,
         namespace: str | None = None,
         env: Mapping[str, str] | None = None,
+        config: str | os.PathLike[str] | None = None,
     ) -> None:
         self.app_id = app_id
         self.host = host
@@ -126,6 +131,10 @@ class DevSidecar:
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Event | None = None
         self._engine: WorkflowEngine | None = None
+        self._config_path = config
+        # Secrets, configuration and locks: each serves its own gRPC methods and HTTP routes.
+        self._blocks: list[SecretsBlock | ConfigurationBlock | LockBlock] = []
+        self._capabilities: dict[str, Sequence[str]] = {}
 
     # -- addresses ----------------------------------------------------------------------------
 
@@ -163,8 +172,10 @@ class DevSidecar:
 
     def _registered_components(self) -> list[tuple[str, str, str, Sequence[str]]]:
         registered = []
-        for component in self.components:
-            capabilities: Sequence[str] = ()
+        # daprd initialises secret stores first and lists components in that order.
+        ordered = sorted(self.components, key=lambda c: c.category != "secretstores")
+        for component in ordered:
+            capabilities: Sequence[str] = self._capabilities.get(component.name, ())
             if component.name in self._stores:
                 capabilities = self._stores[component.name].backend.capabilities
             elif component.name in self._pubsubs:
@@ -178,7 +189,13 @@ class DevSidecar:
             "runtimeVersion": DAPR_RUNTIME_VERSION,
             "extended": {"daprRuntimeVersion": DAPR_RUNTIME_VERSION},
             "components": [
-                {"name": name, "type": ctype, "version": version, "capabilities": list(caps)}
+                # daprd leaves out an empty capability list (omitempty)
+                {
+                    "name": name,
+                    "type": ctype,
+                    "version": version,
+                    **({"capabilities": list(caps)} if caps else {}),
+                }
                 for name, ctype, version, caps in self._registered_components()
             ],
             "subscriptions": self._api.stream_subscriptions() if self._api else [],
@@ -188,6 +205,7 @@ class DevSidecar:
         """Open the components and start serving on the current event loop."""
         conversations: dict[str, ConversationBackend] = {}
         try:
+            await self._open_blocks()
             for component in self.components:
                 if component.category == "state":
                     prefix = _key_prefix(component, self.app_id, self.namespace)
@@ -229,6 +247,9 @@ class DevSidecar:
             conversations=conversations,
             components=self._registered_components(),
             connected_workers=lambda: engine.connected_workers if engine is not None else 0,
+            block_methods={
+                name: method for block in self._blocks for name, method in block.grpc_methods().items()
+            },
         )
         interceptors = [ApiTokenInterceptor(self.api_token)] if self.api_token else []
         self._server = grpc.aio.server(
@@ -252,6 +273,7 @@ class DevSidecar:
             port=self._requested_http_port,
             api_token=self.api_token or None,  # "" is no token, as on the gRPC port
             metadata=self._metadata_document,
+            routes=[route for block in self._blocks for route in block.http_routes()],
         )
         try:
             await self._http.start()
@@ -267,7 +289,38 @@ class DevSidecar:
             len(self.components),
         )
 
+    async def _open_blocks(self) -> None:
+        """Open the secret stores, resolve ``secretKeyRef`` metadata (daprd's order: secret stores
+        first, each after the store it reads from), then the configuration and lock stores."""
+        secret_stores = open_secret_stores(self.components, self.app_id, self._env)
+        scopes = load_secret_scopes(self._config_path, self._env) if self._config_path else {}
+        self.components = [
+            c
+            if c.category == "secretstores"
+            else resolve_secret_refs(c, secret_stores, self.app_id, self._env)
+            for c in self.components
+        ]
+        self._blocks.append(SecretsBlock(secret_stores, scopes))
+        configuration_stores: dict[str, RedisConfigurationStore] = {}
+        lock_stores: dict[str, RedisLockStore] = {}
+        try:
+            for component in self.components:
+                if component.category == "configuration":
+                    configuration_stores[component.name] = await open_configuration_store(component)
+                elif component.category == "lock":
+                    lock_stores[component.name] = await open_lock_store(component, self.app_id)
+        finally:  # registered even on failure, so what did open is closed with the rest
+            self._blocks += [ConfigurationBlock(configuration_stores), LockBlock(lock_stores)]
+        for block in self._blocks:
+            self._capabilities.update(block.capabilities())
+
     async def _close_components(self) -> None:
+        for block in self._blocks:
+            try:
+                await block.close()
+            except Exception:
+                _log.exception("closing %s failed", type(block).__name__)
+        self._blocks.clear()
         for pubsub in self._pubsubs.values():
             await pubsub.close()
         for entry in self._stores.values():
