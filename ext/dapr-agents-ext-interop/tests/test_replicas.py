@@ -318,7 +318,9 @@ def test_runs_survive_losing_one_of_three_replicas(tmp_path: Path, redis_server:
         return ", ".join(f"{r.index}{' (killed)' if r is victim else ''}: {counts[r.pid]}" for r in apps)
 
     causes = "; ".join(f"{cause}: {count}" for cause, count in sorted(verdict.reruns.items()))
-    oldest = "-" if verdict.oldest is None else f"{verdict.oldest:.2f} s before the kill"
+    oldest = "-"
+    if verdict.oldest is not None:
+        oldest = f"{abs(verdict.oldest):.2f} s {'before' if verdict.oldest >= 0 else 'after'} the kill"
     figures = [
         f"runs: {RUNS} on {REPLICAS} replicas of app {APP_ID!r}, {len(STEPS)} activities each",
         f"wall time: {wall:.1f} s (first run started to last run completed)",
