@@ -8,6 +8,8 @@ the dev sidecar and, with ``DAPR_TEST_SIDECAR=daprd``, on Dapr's real runtime.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
@@ -352,3 +354,30 @@ def test_secret_key_ref_without_auth_stays_empty_as_in_self_hosted_daprd(
     endpoint = endpoint_of(dapr_sidecar_factory.start(folder, app_id=app_id()))
     with endpoint.sdk_configured(), DaprClient() as client:
         assert client.try_lock("lockstore", f"r-{uuid.uuid4().hex[:8]}", "me", 30).success
+
+
+def test_the_cli_applies_the_secret_scopes_of_its_config_file(tmp_path):
+    # dapr/python-sdk examples/secret_store, second run: 'dapr run ... --config config.yaml'.
+    path = secrets_file(tmp_path)
+    folder = components(tmp_path / "components", file_store("localsecretstore", path))
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG_WITH_SCOPES, encoding="utf-8")
+    app = (
+        "from dapr.clients import DaprClient\n"
+        "with DaprClient() as d:\n"
+        "    print(d.get_secret(store_name='localsecretstore', key='secretKey').secret)\n"
+        "    print(sorted(d.get_bulk_secret(store_name='localsecretstore').secrets))\n"
+        "    try:\n"
+        "        d.get_secret(store_name='localsecretstore', key='random')\n"
+        "    except Exception:\n"
+        "        print('denied')\n"
+    )
+    cli = [sys.executable, "-m", "dapr_devsidecar", "run", "--app-id", "secretsapp", "--config", str(config)]
+    command = [*cli, "--resources-path", str(folder), "--", sys.executable, "-c", app]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "{'secretKey': 'secretValue'}",
+        "['nested:a', 'secretKey']",
+        "denied",
+    ]

@@ -80,7 +80,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--app-port", "-p", type=int, default=None, help="the port the app listens on (daprd)")
     run.add_argument("--app-protocol", "-P", default="http", choices=["http", "grpc"], help="(daprd)")
-    run.add_argument("--config", "-c", default=None, help="a Dapr Configuration YAML file (daprd)")
+    run.add_argument(
+        "--config",
+        "-c",
+        default=None,
+        help="a Dapr Configuration YAML file (the dev sidecar: its secret scopes)",
+    )
     run.add_argument("app_command", nargs=argparse.REMAINDER, help="the app to run, after '--'")
 
     commands.add_parser(
@@ -156,15 +161,15 @@ async def _run(args: argparse.Namespace) -> int:
         await sidecar.start_async()
         description = sidecar.describe()
     else:
-        for flag, value in (("--app-port", args.app_port), ("--config", args.config)):
-            if value is not None:
-                raise DevSidecarError(f"{flag} is not supported by the dev sidecar yet; use --runtime daprd")
+        if args.app_port is not None:
+            raise DevSidecarError("--app-port is not supported by the dev sidecar yet; use --runtime daprd")
         sidecar = DevSidecar(
             app_id=args.app_id,
             resources_paths=args.resources_path,
             grpc_port=grpc_port,
             http_port=http_port,
             host=args.dapr_listen_addresses,
+            config=args.config,
         )
         await sidecar.start_async()
         components = ", ".join(c.name for c in sidecar.components) or "none"

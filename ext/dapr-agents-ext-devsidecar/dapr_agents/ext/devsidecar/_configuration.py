@@ -211,7 +211,8 @@ class ConfigurationBlock:
 
     def __init__(self, stores: Mapping[str, RedisConfigurationStore]) -> None:
         self._stores = dict(stores)
-        self._streams: dict[str, asyncio.Event] = {}  # open gRPC subscriptions: id -> stop
+        # Open gRPC subscriptions: id -> (stop, ended).
+        self._streams: dict[str, tuple[asyncio.Event, asyncio.Event]] = {}
 
     def _store(self, name: str) -> RedisConfigurationStore:
         if not self._stores:
@@ -287,8 +288,8 @@ class ConfigurationBlock:
                 ) from exc
         except BlockError as error:
             await abort_with(context, error)
-        stop = asyncio.Event()
-        self._streams[subscription_id] = stop
+        stop, ended = asyncio.Event(), asyncio.Event()
+        self._streams[subscription_id] = (stop, ended)
         stopper = asyncio.ensure_future(stop.wait())
         getter: asyncio.Future[dict[str, ConfigItem]] | None = None
         try:
@@ -310,17 +311,23 @@ class ConfigurationBlock:
             self._streams.pop(subscription_id, None)
             with contextlib.suppress(ConfigurationStoreError):
                 await store.unsubscribe(subscription_id)
+            ended.set()
 
     async def _grpc_unsubscribe_configuration(
         self, request: configuration_pb2.UnsubscribeConfigurationRequest, context: grpc.aio.ServicerContext
     ) -> configuration_pb2.UnsubscribeConfigurationResponse:
         # As daprd: found by id alone (the store name is not checked) and never an RPC error.
-        stop = self._streams.pop(request.id, None)
-        if stop is None:
+        stream = self._streams.pop(request.id, None)
+        if stream is None:
             return configuration_pb2.UnsubscribeConfigurationResponse(
                 ok=False, message=_unsubscribe_failed(request.id, "subscription does not exist")
             )
+        stop, ended = stream
         stop.set()
+        # Let the stream end first (daprd's usually does), so a client that closes its channel
+        # right after this answer sees its stream end cleanly rather than cancelled.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(ended.wait(), 1.0)
         return configuration_pb2.UnsubscribeConfigurationResponse(ok=True)
 
     # -- HTTP --
@@ -391,7 +398,7 @@ class ConfigurationBlock:
         return {}
 
     async def close(self) -> None:
-        for stop in self._streams.values():
+        for stop, _ in self._streams.values():
             stop.set()
         self._streams.clear()
         for store in self._stores.values():
