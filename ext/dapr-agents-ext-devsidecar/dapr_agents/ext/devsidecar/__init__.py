@@ -6,6 +6,7 @@ through the pytest plugin's ``dapr_sidecar`` fixtures. The official Dapr SDK tal
 the real gRPC protocol, unmodified.
 """
 
+from ._app_channel import AppHealthCheck
 from ._components import SUPPORTED_TYPES, Component, load_components
 from ._errors import ComponentError, DevSidecarError
 from ._scripted_llm import ScriptedChatServer, ScriptedReply, ScriptedToolCall, load_script
@@ -14,6 +15,7 @@ from .version import __version__
 
 __all__ = [
     "SUPPORTED_TYPES",
+    "AppHealthCheck",
     "Component",
     "ComponentError",
     "DevSidecar",

@@ -78,7 +78,9 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
         extended_metadata: Mapping[str, str] | None = None,
         connected_workers: Callable[[], int] = lambda: 0,
         block_methods: Mapping[str, Callable[..., Any]] | None = None,
+        app_connection: Mapping[str, Any] | None = None,
     ) -> None:
+        self._app_connection = dict(app_connection or {})
         self._app_id = app_id
         self._stores = dict(state_stores)
         self._pubsubs = dict(pubsubs)
@@ -649,8 +651,16 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
             response.registered_components.add(
                 name=name, type=component_type, version=version, capabilities=list(capabilities)
             )
-        response.app_connection_properties.protocol = "http"
-        response.app_connection_properties.channel_address = "127.0.0.1"
+        connection = response.app_connection_properties
+        connection.protocol = str(self._app_connection.get("protocol", "http"))
+        connection.channel_address = str(self._app_connection.get("channelAddress", "127.0.0.1"))
+        connection.port = int(self._app_connection.get("port", 0))
+        health = self._app_connection.get("health")
+        if health:
+            connection.health.health_check_path = health.get("healthCheckPath", "")
+            connection.health.health_probe_interval = health["healthProbeInterval"]
+            connection.health.health_probe_timeout = health["healthProbeTimeout"]
+            connection.health.health_threshold = health["healthThreshold"]
         response.actor_runtime.runtime_status = metadata_pb2.ActorRuntime.DISABLED
         response.actor_runtime.placement = "placement: disconnected"
         response.workflows.connected_workers = self._connected_workers()

@@ -23,6 +23,7 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from ._app_channel import AppHealthCheck
 from ._errors import DevSidecarError
 from ._sidecar import DevSidecar
 
@@ -78,14 +79,39 @@ def _parser() -> argparse.ArgumentParser:
         help=f"dev: this package's sidecar (default); daprd: Dapr's real runtime from ~/.dapr/bin "
         f"(default from {RUNTIME_ENV})",
     )
-    run.add_argument("--app-port", "-p", type=int, default=None, help="the port the app listens on (daprd)")
-    run.add_argument("--app-protocol", "-P", default="http", choices=["http", "grpc"], help="(daprd)")
     run.add_argument(
-        "--config",
-        "-c",
-        default=None,
-        help="a Dapr Configuration YAML file (the dev sidecar: its secret scopes)",
+        "--app-port", "-p", type=int, default=None, help="the port the app listens on (its app channel)"
     )
+    run.add_argument(
+        "--app-protocol",
+        "-P",
+        default="http",
+        choices=["http", "grpc", "https", "grpcs", "h2c"],
+        help="how the sidecar calls the app: http (default) or grpc; https, grpcs, h2c with --runtime daprd",
+    )
+    run.add_argument(
+        "--app-channel-address",
+        default="127.0.0.1",
+        help="the address the app listens on (default 127.0.0.1)",
+    )
+    run.add_argument(
+        "--enable-app-health-check",
+        action="store_true",
+        help="probe the app's health (HTTP: GET --app-health-check-path; gRPC: AppCallbackHealthCheck)",
+    )
+    run.add_argument(
+        "--app-health-check-path", default="/healthz", help="HTTP path of health probes (/healthz)"
+    )
+    run.add_argument(
+        "--app-health-probe-interval", type=int, default=5, help="seconds between health probes (5)"
+    )
+    run.add_argument(
+        "--app-health-probe-timeout", type=int, default=500, help="milliseconds a health probe may take (500)"
+    )
+    run.add_argument(
+        "--app-health-threshold", type=int, default=3, help="failed probes before the app is unhealthy (3)"
+    )
+    run.add_argument("--config", "-c", default=None, help="a Dapr Configuration YAML file")
     run.add_argument("app_command", nargs=argparse.REMAINDER, help="the app to run, after '--'")
 
     commands.add_parser(
@@ -118,6 +144,10 @@ class _Daprd:
             app_api_token=os.environ.get("APP_API_TOKEN") or None,
             log_level=args.log_level,
             log_dir=control_plane.workdir / "logs",
+            extra_args=_daprd_app_args(args),
+            app_health_check=_health_check(args),
+            # As 'dapr run': daprd announces 127.0.0.1 (name resolution, Forwarded headers).
+            env={"DAPR_HOST_IP": os.environ.get("DAPR_HOST_IP") or "127.0.0.1"},
         )
         self.app_id = args.app_id
 
@@ -136,16 +166,65 @@ class _Daprd:
             api_token=self._process.api_token,
             app_id=self.app_id,
         )
-        env = endpoint.env()
-        if self._process.app_port:
-            env["APP_PORT"] = str(self._process.app_port)
-        return env
+        return endpoint.env()
 
     def describe(self) -> str:
         return (
             f"daprd: app {self.app_id!r} on gRPC 127.0.0.1:{self._process.grpc_port} and HTTP "
             f"http://127.0.0.1:{self._process.http_port}; log {self._process.log}"
         )
+
+
+def _daprd_app_args(args: argparse.Namespace) -> list[str]:
+    extra = []
+    if args.app_channel_address != "127.0.0.1":
+        extra += ["--app-channel-address", args.app_channel_address]
+    return extra
+
+
+def _health_check(args: argparse.Namespace) -> bool | AppHealthCheck:
+    if not args.enable_app_health_check:
+        return False
+    return AppHealthCheck(
+        path=args.app_health_check_path,
+        interval=float(args.app_health_probe_interval),
+        timeout=args.app_health_probe_timeout / 1000,
+        threshold=args.app_health_threshold,
+    )
+
+
+def _app_env(args: argparse.Namespace) -> dict[str, str]:
+    """What 'dapr run' adds for an app with a port: APP_PORT, APP_PROTOCOL, APP_CHANNEL_ADDRESS."""
+    env = {}
+    if args.app_port:
+        env["APP_PORT"] = str(args.app_port)
+        env["APP_PROTOCOL"] = args.app_protocol
+    if args.app_channel_address != "127.0.0.1":
+        env["APP_CHANNEL_ADDRESS"] = args.app_channel_address
+    return env
+
+
+def _dev_sidecar(args: argparse.Namespace, grpc_port: int, http_port: int) -> DevSidecar:
+    if args.app_protocol not in {"http", "grpc"}:
+        raise DevSidecarError(
+            f"--app-protocol {args.app_protocol} is not supported by the dev sidecar (http or grpc); "
+            "use --runtime daprd"
+        )
+    try:
+        return DevSidecar(
+            app_id=args.app_id,
+            resources_paths=args.resources_path,
+            grpc_port=grpc_port,
+            http_port=http_port,
+            host=args.dapr_listen_addresses,
+            app_port=args.app_port,
+            app_protocol=args.app_protocol,
+            app_channel_address=args.app_channel_address,
+            app_health_check=_health_check(args),
+            **({"config": args.config} if args.config else {}),
+        )
+    except ValueError as exc:
+        raise DevSidecarError(str(exc)) from exc
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -161,21 +240,17 @@ async def _run(args: argparse.Namespace) -> int:
         await sidecar.start_async()
         description = sidecar.describe()
     else:
-        if args.app_port is not None:
-            raise DevSidecarError("--app-port is not supported by the dev sidecar yet; use --runtime daprd")
-        sidecar = DevSidecar(
-            app_id=args.app_id,
-            resources_paths=args.resources_path,
-            grpc_port=grpc_port,
-            http_port=http_port,
-            host=args.dapr_listen_addresses,
-            config=args.config,
-        )
+        sidecar = _dev_sidecar(args, grpc_port, http_port)
         await sidecar.start_async()
         components = ", ".join(c.name for c in sidecar.components) or "none"
+        app = (
+            f"; app channel {args.app_protocol}://{args.app_channel_address}:{args.app_port}"
+            if args.app_port
+            else ""
+        )
         description = (
             f"dev sidecar: app {sidecar.app_id!r} on gRPC {sidecar.grpc_address} and HTTP "
-            f"{sidecar.http_endpoint}; components: {components}"
+            f"{sidecar.http_endpoint}{app}; components: {components}"
         )
     print(description, file=sys.stderr, flush=True)
     loop = asyncio.get_running_loop()
@@ -193,7 +268,7 @@ async def _run(args: argparse.Namespace) -> int:
         if not command:
             await stop.wait()
             return 0
-        env = {**os.environ, **sidecar.client_env()}
+        env = {**os.environ, **sidecar.client_env(), **_app_env(args)}
         child = await asyncio.create_subprocess_exec(*command, env=env)
         waiter = asyncio.ensure_future(child.wait())
         stopper = asyncio.ensure_future(stop.wait())

@@ -17,11 +17,12 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ._app_channel import AppHealthCheck
 from ._errors import DevSidecarError
 
 if TYPE_CHECKING:
@@ -257,8 +258,11 @@ class DaprdProcess:
         log_level: str = "info",
         extra_args: Sequence[str] = (),
         bin_dir: Path | None = None,
+        env: Mapping[str, str] | None = None,
+        app_health_check: bool | AppHealthCheck = False,
     ) -> None:
         self.app_id = app_id
+        self.env = dict(env or {})
         self.control_plane = control_plane
         self.resources_paths = [str(path) for path in resources_paths]
         self.config = str(config) if config else None
@@ -271,6 +275,7 @@ class DaprdProcess:
         self.log_dir = Path(log_dir) if log_dir else control_plane.workdir
         self.log_level = log_level
         self.extra_args = list(extra_args)
+        self.app_health_check = AppHealthCheck() if app_health_check is True else (app_health_check or None)
         self._bin_dir = bin_dir
         self._process: _Process | None = None
 
@@ -311,11 +316,20 @@ class DaprdProcess:
             command += ["--config", self.config]
         if self.app_port:
             command += ["--app-port", str(self.app_port), "--app-protocol", self.app_protocol]
+        check = self.app_health_check
+        if check is not None:
+            command += [
+                "--enable-app-health-check",
+                "--app-health-check-path", check.path,
+                "--app-health-probe-interval", str(max(1, round(check.interval))),
+                "--app-health-probe-timeout", str(round(check.timeout * 1000)),
+                "--app-health-threshold", str(check.threshold),
+            ]  # fmt: skip
         return command + self.extra_args
 
     def start(self, timeout: float = 60.0) -> DaprdProcess:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = {"DAPR_API_TOKEN": self.api_token or "", "APP_API_TOKEN": self.app_api_token or ""}
+        env = {**self.env, "DAPR_API_TOKEN": self.api_token or "", "APP_API_TOKEN": self.app_api_token or ""}
         self._process = _Process("daprd", self.command(), self.log, env)
         popen = self._process.start()
         try:

@@ -46,7 +46,11 @@ class HttpApiServer:
         api_token: str | None,
         metadata: MetadataProvider,
         routes: Sequence[Route] = (),
+        ready: Callable[[], bool] | None = None,
+        app_id: str = "",
     ) -> None:
+        self._ready = ready  # /v1.0/healthz answers 500 until it is true (the app is listening)
+        self._app_id = app_id
         self._routes = list(routes)  # the building blocks' routes (secrets, configuration, ...)
         self._host = host
         self._port = port
@@ -139,6 +143,19 @@ class HttpApiServer:
             if method != "GET":
                 await self._respond(
                     writer, 405, self._error("ERR_METHOD_NOT_ALLOWED", f"{method} not allowed on {path}")
+                )
+            elif path == "/v1.0/healthz" and self._ready is not None and not self._ready():
+                # daprd is not ready until its app listens (outbound health does not wait).
+                await self._respond(
+                    writer, 500, self._error("ERR_HEALTH_NOT_READY", "dapr is not ready: [runtime]")
+                )
+            elif (
+                path == "/v1.0/healthz"
+                and "appid=" in query
+                and self._app_id not in urllib.parse.parse_qs(query).get("appid", [self._app_id])
+            ):
+                await self._respond(
+                    writer, 500, self._error("ERR_HEALTH_APPID_NOT_MATCH", "dapr app-id does not match")
                 )
             else:
                 await self._respond(writer, 204)

@@ -19,6 +19,7 @@ from dapr.ext.workflow._durabletask.internal.orchestrator_service_pb2_grpc impor
 from dapr.proto.runtime.v1 import dapr_pb2_grpc
 
 from ._api import DAPR_RUNTIME_VERSION, DaprApi, StateStoreEntry
+from ._app_channel import AppChannel, AppConnection, AppHealthCheck, connection_properties, open_channel
 from ._auth import ApiTokenInterceptor
 from ._components import Component, Resources, load_resources
 from ._configuration import ConfigurationBlock, RedisConfigurationStore, open_configuration_store
@@ -90,7 +91,12 @@ class DevSidecar:
     Parameters mirror ``daprd``/``dapr run``: ``app_id``, ``resources_paths`` (folders or files
     of component YAML), the gRPC and HTTP ports (0 picks free ports) and the listen address,
     loopback unless told otherwise. ``api_token`` defaults to ``DAPR_API_TOKEN`` from the
-    environment; when set, every call but the health checks must present it. ``config`` is a
+    environment; when set, every call but the health checks must present it.
+
+    With ``app_port`` the sidecar has an app channel (``app_protocol`` ``"http"`` or ``"grpc"``,
+    on ``app_channel_address``), sends the app ``APP_API_TOKEN`` (or ``app_api_token``) as
+    ``dapr-api-token``, reports ready on ``/v1.0/healthz`` only once the app listens, and probes
+    it when ``app_health_check`` is true (or an :class:`AppHealthCheck`). ``config`` is a
     Dapr Configuration file (``--config``); the dev sidecar applies its secret scopes.
     """
 
@@ -106,6 +112,11 @@ class DevSidecar:
         api_token: str | None = None,
         namespace: str | None = None,
         env: Mapping[str, str] | None = None,
+        app_port: int | None = None,
+        app_protocol: str = "http",
+        app_channel_address: str = "127.0.0.1",
+        app_api_token: str | None = None,
+        app_health_check: bool | AppHealthCheck = False,
         config: str | os.PathLike[str] | None = None,
     ) -> None:
         self.app_id = app_id
@@ -115,6 +126,14 @@ class DevSidecar:
         self.api_token = api_token if api_token is not None else (self._env.get("DAPR_API_TOKEN") or None)
         self._requested_grpc_port = grpc_port
         self._requested_http_port = http_port
+        token = app_api_token if app_api_token is not None else (self._env.get("APP_API_TOKEN") or None)
+        check = AppHealthCheck() if app_health_check is True else (app_health_check or None)
+        self.app_connection = (
+            AppConnection(app_port, app_protocol, app_channel_address, token or None, check)
+            if app_port
+            else None
+        )
+        self.app_channel: AppChannel | None = None  # how building blocks reach the app
         self._resources: Resources = load_resources(resources_paths, app_id=app_id, env=self._env)
         self.components: list[Component] = list(components) + self._resources.components
         names = [c.name for c in self.components]
@@ -199,6 +218,7 @@ class DevSidecar:
                 for name, ctype, version, caps in self._registered_components()
             ],
             "subscriptions": self._api.stream_subscriptions() if self._api else [],
+            "appConnectionProperties": connection_properties(self.app_connection),
         }
 
     async def start_async(self) -> None:
@@ -240,6 +260,14 @@ class DevSidecar:
                 await self._close_components()
                 raise
         engine = self._engine
+        if self.app_connection is not None:
+            self.app_channel = open_channel(self.app_connection, self.app_id)
+        try:
+            if self.app_channel is not None:
+                await self.app_channel.start()
+        except BaseException:
+            await self._close_components()
+            raise
         self._api = DaprApi(
             app_id=self.app_id,
             state_stores=self._stores,
@@ -250,6 +278,7 @@ class DevSidecar:
             block_methods={
                 name: method for block in self._blocks for name, method in block.grpc_methods().items()
             },
+            app_connection=connection_properties(self.app_connection),
         )
         interceptors = [ApiTokenInterceptor(self.api_token)] if self.api_token else []
         self._server = grpc.aio.server(
@@ -274,6 +303,8 @@ class DevSidecar:
             api_token=self.api_token or None,  # "" is no token, as on the gRPC port
             metadata=self._metadata_document,
             routes=[route for block in self._blocks for route in block.http_routes()],
+            ready=self.ready,
+            app_id=self.app_id,
         )
         try:
             await self._http.start()
@@ -314,7 +345,15 @@ class DevSidecar:
         for block in self._blocks:
             self._capabilities.update(block.capabilities())
 
+    def ready(self) -> bool:
+        """True once the app's port accepts connections (at once without an app port); until
+        then ``/v1.0/healthz`` answers 500, as daprd's does."""
+        return self.app_channel is None or self.app_channel.listening.is_set()
+
     async def _close_components(self) -> None:
+        if self.app_channel is not None:
+            await self.app_channel.close()
+            self.app_channel = None
         for block in self._blocks:
             try:
                 await block.close()

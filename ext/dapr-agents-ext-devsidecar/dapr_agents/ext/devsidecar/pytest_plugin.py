@@ -200,7 +200,8 @@ class SidecarFactory:
         :class:`~.testing.SidecarProcess` (which can be killed with SIGKILL).
 
         With ``DAPR_TEST_SIDECAR=daprd`` it starts a real :class:`~.testing.DaprdProcess`
-        (``app_port``, ``app_protocol`` and ``config`` are passed on) and returns it."""
+        (the ports, ``app_port``, ``app_protocol``, ``app_api_token``, ``app_health_check`` and
+        ``config`` are passed on) and returns it."""
         paths = [str(p) for p in (resources_path if isinstance(resources_path, list) else [resources_path])]
         mode = sidecar_mode()
         if mode == "external":
@@ -216,11 +217,8 @@ class SidecarFactory:
                 paths,
                 api_token=api_token,
                 log_dir=self._workdir,
-                grpc_port=kwargs.pop("grpc_port", 0),
-                http_port=kwargs.pop("http_port", 0),
-                app_port=kwargs.pop("app_port", None),
-                app_protocol=kwargs.pop("app_protocol", "http"),
-                config=kwargs.pop("config", None),
+                # grpc_port, http_port, app_port, app_protocol, app_api_token, app_health_check, config
+                **kwargs,
             )
             self._started.append(daprd)
             return daprd.start()
