@@ -111,7 +111,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--app-health-threshold", type=int, default=3, help="failed probes before the app is unhealthy (3)"
     )
-    run.add_argument("--config", "-c", default=None, help="a Dapr Configuration YAML file")
+    run.add_argument(
+        "--config",
+        "-c",
+        default=None,
+        help="a Dapr Configuration YAML file (the dev sidecar: its secret scopes)",
+    )
     run.add_argument("app_command", nargs=argparse.REMAINDER, help="the app to run, after '--'")
 
     commands.add_parser(
@@ -221,7 +226,7 @@ def _dev_sidecar(args: argparse.Namespace, grpc_port: int, http_port: int) -> De
             app_protocol=args.app_protocol,
             app_channel_address=args.app_channel_address,
             app_health_check=_health_check(args),
-            **({"config": args.config} if args.config else {}),
+            config=args.config,
         )
     except ValueError as exc:
         raise DevSidecarError(str(exc)) from exc
