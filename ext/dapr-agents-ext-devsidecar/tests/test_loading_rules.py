@@ -182,13 +182,16 @@ def test_secret_values_never_reach_the_log(tmp_path, caplog):
           - name: other
             secretKeyRef:
               name: absent
+          - name: resolved
+            secretKeyRef:
+              name: db:password
         auth:
           secretStore: vault
         """,
     )
     caplog.set_level("DEBUG")
-    with DevSidecar(app_id="myapp", resources_paths=[folder], api_token=""):
-        pass
+    with DevSidecar(app_id="myapp", resources_paths=[folder], api_token="") as sidecar:
+        assert "hunter2" not in repr(sidecar.components)
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "missing-key" in logged and "absent" in logged  # the problems are reported by name
     assert "hunter2" not in logged and "dup-secret" not in logged

@@ -69,7 +69,8 @@ class Component:
     name: str
     type: str
     version: str
-    metadata: Mapping[str, str]
+    #: Left out of the repr: after start it may hold values read from secret stores.
+    metadata: Mapping[str, str] = field(repr=False)
     scopes: tuple[str, ...] = ()
     source: str = "<memory>"
     namespace: str = ""
