@@ -112,6 +112,13 @@ def _parser() -> argparse.ArgumentParser:
         "--app-health-threshold", type=int, default=3, help="failed probes before the app is unhealthy (3)"
     )
     run.add_argument(
+        "--dapr-internal-grpc-port",
+        "-I",
+        type=int,
+        default=None,
+        help="port other sidecars call this one on (default: a free port)",
+    )
+    run.add_argument(
         "--config",
         "-c",
         default=None,
@@ -184,6 +191,8 @@ def _daprd_app_args(args: argparse.Namespace) -> list[str]:
     extra = []
     if args.app_channel_address != "127.0.0.1":
         extra += ["--app-channel-address", args.app_channel_address]
+    if args.dapr_internal_grpc_port is not None:
+        extra += ["--dapr-internal-grpc-port", str(args.dapr_internal_grpc_port)]
     return extra
 
 
@@ -226,6 +235,7 @@ def _dev_sidecar(args: argparse.Namespace, grpc_port: int, http_port: int) -> De
             app_protocol=args.app_protocol,
             app_channel_address=args.app_channel_address,
             app_health_check=_health_check(args),
+            internal_grpc_port=args.dapr_internal_grpc_port or 0,
             config=args.config,
         )
     except ValueError as exc:

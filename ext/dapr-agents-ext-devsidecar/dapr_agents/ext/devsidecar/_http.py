@@ -13,9 +13,14 @@ import json
 import logging
 import urllib.parse
 from collections.abc import Awaitable, Callable, Sequence
+from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 from ._auth import tokens_match
 from ._blocks import HttpRequest, Route
+
+if TYPE_CHECKING:
+    from ._invoke import HttpFallback, HttpReply
 
 _log = logging.getLogger(__name__)
 
@@ -48,9 +53,11 @@ class HttpApiServer:
         routes: Sequence[Route] = (),
         ready: Callable[[], bool] | None = None,
         app_id: str = "",
+        fallback: HttpFallback | None = None,
     ) -> None:
         self._ready = ready  # /v1.0/healthz answers 500 until it is true (the app is listening)
         self._app_id = app_id
+        self._fallback = fallback  # routes nobody else serves: service invocation (_invoke.py)
         self._routes = list(routes)  # the building blocks' routes (secrets, configuration, ...)
         self._host = host
         self._port = port
@@ -90,6 +97,19 @@ class HttpApiServer:
         writer.write(head.encode("latin-1") + b"\r\n" + (body if status != 204 else b""))
         await writer.drain()
 
+    async def _write_reply(self, writer: asyncio.StreamWriter, reply: HttpReply) -> None:
+        try:
+            reason = HTTPStatus(reply.status).phrase
+        except ValueError:
+            reason = "Status"
+        lines = [f"HTTP/1.1 {reply.status} {reason}"]
+        lines += [f"{name}: {value}" for name, value in reply.headers]
+        if reply.status >= 200 and reply.status not in (204, 304):
+            lines.append(f"Content-Length: {len(reply.body)}")
+        head = "\r\n".join(lines).encode("latin-1", errors="replace") + b"\r\n\r\n"
+        writer.write(head + (reply.body if reply.status not in (204, 304) else b""))
+        await writer.drain()
+
     @staticmethod
     def _error(code: str, message: str) -> bytes:
         return json.dumps({"errorCode": code, "message": message}).encode("utf-8")
@@ -117,9 +137,16 @@ class HttpApiServer:
                 for line in lines[1:]:
                     if ":" in line:
                         name, _, value = line.partition(":")
-                        headers[name.strip().lower()] = value.strip()
-                length = int(headers.get("content-length", "0") or 0)
-                body = await reader.readexactly(length) if length else b""
+                        key, value = name.strip().lower(), value.strip()
+                        # Repeated headers are one comma-separated header (RFC 9110, 5.3).
+                        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+                if headers.get("expect", "").lower() == "100-continue":
+                    writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                if "chunked" in headers.get("transfer-encoding", "").lower():
+                    body = await _read_chunked(reader)
+                else:
+                    length = int(headers.get("content-length", "0") or 0)
+                    body = await reader.readexactly(length) if length else b""
                 path, _, query = target.partition("?")
                 await self._route(writer, method, path, headers, query, body)
                 if headers.get("connection", "").lower() == "close":
@@ -176,8 +203,25 @@ class HttpApiServer:
                 response = await candidate.handler(request)
                 await self._respond(writer, response.status, response.body, response.content_type)
                 return
+        if self._fallback is not None:
+            target = f"{path}?{query}" if query else path
+            await self._write_reply(writer, await self._fallback(method, target, list(headers.items()), body))
+            return
         await self._respond(
             writer,
             404,
             self._error("ERR_NOT_FOUND", f"{method} {path} is not served by the dev sidecar"),
         )
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    """A ``Transfer-Encoding: chunked`` request body (trailers are read and dropped)."""
+    body = bytearray()
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0].strip() or b"0", 16)
+        if size == 0:
+            while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                pass
+            return bytes(body)
+        body += await reader.readexactly(size)
+        await reader.readexactly(2)

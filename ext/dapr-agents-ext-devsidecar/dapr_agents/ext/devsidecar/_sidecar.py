@@ -26,7 +26,9 @@ from ._configuration import ConfigurationBlock, RedisConfigurationStore, open_co
 from ._conversation import ConversationBackend, EchoConversation, OpenAIConversation
 from ._errors import ComponentError
 from ._http import HttpApiServer
+from ._invoke import ServiceInvocation
 from ._lock import LockBlock, RedisLockStore, open_lock_store
+from ._nameresolution import Registry
 from ._pubsub import InMemoryPubSub
 from ._secrets import SecretsBlock, load_secret_scopes, open_secret_stores, resolve_secret_refs
 from ._state import StateBackend
@@ -96,7 +98,9 @@ class DevSidecar:
     With ``app_port`` the sidecar has an app channel (``app_protocol`` ``"http"`` or ``"grpc"``,
     on ``app_channel_address``), sends the app ``APP_API_TOKEN`` (or ``app_api_token``) as
     ``dapr-api-token``, reports ready on ``/v1.0/healthz`` only once the app listens, and probes
-    it when ``app_health_check`` is true (or an :class:`AppHealthCheck`). ``config`` is a
+    it when ``app_health_check`` is true (or an :class:`AppHealthCheck`). Other apps reach it by
+    app id through the machine's registry in ``registry_home`` (``DAPR_DEVSIDECAR_HOME`` or
+    ``~/.dapr/devsidecar``), sidecar to sidecar over ``internal_grpc_port``. ``config`` is a
     Dapr Configuration file (``--config``); the dev sidecar applies its secret scopes.
     """
 
@@ -117,6 +121,8 @@ class DevSidecar:
         app_channel_address: str = "127.0.0.1",
         app_api_token: str | None = None,
         app_health_check: bool | AppHealthCheck = False,
+        internal_grpc_port: int = 0,
+        registry_home: str | os.PathLike[str] | None = None,
         config: str | os.PathLike[str] | None = None,
     ) -> None:
         self.app_id = app_id
@@ -133,6 +139,9 @@ class DevSidecar:
             if app_port
             else None
         )
+        self._internal_grpc_port = internal_grpc_port
+        self._registry_home = registry_home
+        self._invocation: ServiceInvocation | None = None
         self.app_channel: AppChannel | None = None  # how building blocks reach the app
         self._resources: Resources = load_resources(resources_paths, app_id=app_id, env=self._env)
         self.components: list[Component] = list(components) + self._resources.components
@@ -262,9 +271,18 @@ class DevSidecar:
         engine = self._engine
         if self.app_connection is not None:
             self.app_channel = open_channel(self.app_connection, self.app_id)
+        self._invocation = ServiceInvocation(
+            app_id=self.app_id,
+            namespace=self.namespace,
+            host=self.host,
+            channel=self.app_channel,
+            registry=Registry(self._registry_home),
+            internal_port=self._internal_grpc_port,
+        )
         try:
             if self.app_channel is not None:
                 await self.app_channel.start()
+            await self._invocation.start()
         except BaseException:
             await self._close_components()
             raise
@@ -276,7 +294,8 @@ class DevSidecar:
             components=self._registered_components(),
             connected_workers=lambda: engine.connected_workers if engine is not None else 0,
             block_methods={
-                name: method for block in self._blocks for name, method in block.grpc_methods().items()
+                **{name: method for block in self._blocks for name, method in block.grpc_methods().items()},
+                "InvokeService": self._invocation.invoke_service,
             },
             app_connection=connection_properties(self.app_connection),
         )
@@ -291,6 +310,8 @@ class DevSidecar:
         )
         dapr_pb2_grpc.add_DaprServicer_to_server(self._api, self._server)
         add_TaskHubSidecarServiceServicer_to_server(TaskHubApi(self._engine), self._server)
+        # Last: any other method is proxied to the app named by dapr-app-id (gRPC proxying).
+        self._server.add_generic_rpc_handlers((self._invocation.proxy_handler(),))
         port = self._server.add_insecure_port(f"{self.host}:{self._requested_grpc_port}")
         if port == 0:
             await self._close_components()
@@ -305,6 +326,7 @@ class DevSidecar:
             routes=[route for block in self._blocks for route in block.http_routes()],
             ready=self.ready,
             app_id=self.app_id,
+            fallback=self._invocation.handle_http,
         )
         try:
             await self._http.start()
@@ -351,6 +373,9 @@ class DevSidecar:
         return self.app_channel is None or self.app_channel.listening.is_set()
 
     async def _close_components(self) -> None:
+        if self._invocation is not None:
+            await self._invocation.stop()
+            self._invocation = None
         if self.app_channel is not None:
             await self.app_channel.close()
             self.app_channel = None
@@ -370,6 +395,9 @@ class DevSidecar:
 
     async def stop_async(self, grace: float | None = 1.0) -> None:
         """Stop serving and close every component; safe to call twice."""
+        if self._invocation is not None:  # first, so other apps stop resolving this one
+            await self._invocation.stop()
+            self._invocation = None
         if self._http is not None:
             await self._http.stop()
             self._http = None
