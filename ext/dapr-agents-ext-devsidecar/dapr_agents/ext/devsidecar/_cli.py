@@ -141,13 +141,18 @@ class _Daprd:
 
     def __init__(self, args: argparse.Namespace, grpc_port: int, http_port: int) -> None:
         from ._daprd import DaprdProcess, shared_control_plane
+        from ._nameresolution import daprd_configuration
 
         control_plane = shared_control_plane()
+        # Without a resolver of the user's, the daprds of one home find each other through
+        # nameresolution.sqlite there (mDNS is daprd's default, but not every machine has it).
+        config, self._written_config = daprd_configuration(args.config, control_plane.workdir, args.app_id)
+        self._config = config
         self._process = DaprdProcess(
             args.app_id,
             control_plane,
             args.resources_path,
-            config=args.config,
+            config=config,
             app_port=args.app_port,
             app_protocol=args.app_protocol,
             grpc_port=grpc_port,
@@ -164,10 +169,17 @@ class _Daprd:
         self.app_id = args.app_id
 
     async def start_async(self) -> None:
-        await asyncio.to_thread(self._process.start)
+        try:
+            await asyncio.to_thread(self._process.start)
+        except BaseException:
+            if self._written_config and self._config is not None:
+                self._config.unlink(missing_ok=True)
+            raise
 
     async def stop_async(self) -> None:
         await asyncio.to_thread(self._process.stop)
+        if self._written_config and self._config is not None:
+            self._config.unlink(missing_ok=True)
 
     def client_env(self) -> dict[str, str]:
         from .testing import SidecarEndpoint

@@ -142,3 +142,51 @@ class Registry:
                     path.unlink()
             except (OSError, ValueError):
                 continue
+
+
+#: The file of the machine's ``nameresolution.sqlite`` database, in the registry's home.
+SQLITE_DATABASE = "nameresolution.db"
+
+
+def daprd_configuration(
+    user_config: str | os.PathLike[str] | None, home: str | os.PathLike[str] | None, app_id: str
+) -> tuple[Path | None, bool]:
+    """The Configuration file for a daprd that ``dapr-devsidecar run --runtime daprd`` starts.
+
+    If the user's Configuration names a name resolver (``spec.nameResolution``), it is used as
+    is. Otherwise daprd gets a copy with Dapr's ``nameresolution.sqlite`` component on
+    ``<home>/nameresolution.db``, so every daprd started from the same home finds the others
+    (and only those), whether or not mDNS works on the machine. Returns the file and whether it
+    was written here (the caller removes it when daprd stops).
+    """
+    import yaml
+
+    document: dict[str, object] = {
+        "apiVersion": "dapr.io/v1alpha1",
+        "kind": "Configuration",
+        "metadata": {"name": "dapr-devsidecar"},
+        "spec": {},
+    }
+    if user_config is not None:
+        loaded = yaml.safe_load(Path(user_config).read_text())
+        if not isinstance(loaded, dict) or loaded.get("kind") != "Configuration":
+            return Path(user_config), False  # daprd reports what is wrong with it
+        spec = loaded.get("spec") or {}
+        if isinstance(spec, dict) and spec.get("nameResolution"):
+            return Path(user_config), False
+        document = loaded
+        document["spec"] = spec if isinstance(spec, dict) else {}
+    folder = registry_home(home)
+    spec = document["spec"]
+    assert isinstance(spec, dict)
+    spec["nameResolution"] = {
+        "component": "sqlite",
+        "version": "v1",
+        "configuration": {"connectionString": str(folder / SQLITE_DATABASE)},
+    }
+    configs = folder / "configs"
+    configs.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=configs, prefix=f"{_segment(app_id)}-", suffix=".yaml")
+    with os.fdopen(fd, "w") as handle:
+        yaml.safe_dump(document, handle, sort_keys=False)
+    return Path(name), True
