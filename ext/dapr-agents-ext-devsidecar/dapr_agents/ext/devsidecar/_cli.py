@@ -5,7 +5,9 @@ sidecar, then the app with the environment ``dapr run`` gives it (``APP_ID``,
 ``DAPR_GRPC_PORT``, ``DAPR_HTTP_PORT``, ...), passes the app's output through, stops both on
 Ctrl-C or SIGTERM and exits with the app's exit code. Without a command it runs the sidecar
 alone until stopped (on the SDK's default ports 50001/3500 unless told otherwise).
-``dapr-devsidecar llm --script replies.yaml`` serves the scripted OpenAI-compatible chat API.
+``dapr-devsidecar run -f dapr.yaml`` runs every app of a ``dapr run -f`` run file, each with its
+sidecar (see :mod:`._runfile`). ``dapr-devsidecar llm --script replies.yaml`` serves the scripted
+OpenAI-compatible chat API.
 
 ``--runtime daprd`` (or ``DAPR_DEVSIDECAR_RUNTIME=daprd``) runs the same command on Dapr's real
 runtime instead: a daprd from ``~/.dapr/bin`` for the app, against the machine's placement and
@@ -42,9 +44,16 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser(
         "run",
         help="run the sidecar, and an app after '--' (like 'dapr run')",
-        usage="dapr-devsidecar run --app-id ID [--resources-path DIR ...] [options] [-- command ...]",
+        usage="dapr-devsidecar run --app-id ID [--resources-path DIR ...] [options] [-- command ...]\n"
+        "       dapr-devsidecar run -f dapr.yaml [--runtime daprd]",
     )
-    run.add_argument("--app-id", "-a", required=True, help="the app id (keys are prefixed with it)")
+    run.add_argument("--app-id", "-a", help="the app id (keys are prefixed with it); required without -f")
+    run.add_argument(
+        "--run-file",
+        "-f",
+        default=None,
+        help="run every app of a 'dapr run -f' run file (or a folder with dapr.yaml), each with its sidecar",
+    )
     run.add_argument(
         "--resources-path",
         "-d",
@@ -255,6 +264,10 @@ def _dev_sidecar(args: argparse.Namespace, grpc_port: int, http_port: int) -> De
 
 
 async def _run(args: argparse.Namespace) -> int:
+    if args.run_file:
+        from ._runfile import run_file
+
+        return await run_file(args.run_file, args.runtime)
     command = list(args.app_command)
     if command and command[0] == "--":
         command = command[1:]
@@ -327,7 +340,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._scripted_llm import main as llm_main
 
         return llm_main(argv[1:])
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "run" and not args.app_id and not args.run_file:
+        parser.error("the following arguments are required: --app-id (or -f with a run file)")
     if args.command == "uninit":
         from ._daprd import stop_shared_control_plane
 
