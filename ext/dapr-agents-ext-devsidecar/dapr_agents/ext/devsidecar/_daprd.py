@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -74,6 +75,14 @@ def _tail(log: Path, lines: int = 30) -> str:
         return "(no log)"
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux for SIGKILL when the parent goes (PR_SET_PDEATHSIG)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+
+
 @dataclass
 class _Process:
     """One runtime process with its log file; SIGKILL-able like a crash."""
@@ -83,6 +92,9 @@ class _Process:
     log: Path
     env: dict[str, str] = field(default_factory=dict)
     popen: subprocess.Popen[bytes] | None = None
+    #: False: the process gets SIGKILL when the thread that started it dies (Linux), so a test
+    #: run or a command that is itself killed leaves no daprd, placement or scheduler behind.
+    outlives_parent: bool = False
 
     def start(self) -> subprocess.Popen[bytes]:
         out = open(self.log, "ab")  # noqa: SIM115 - the child has its own copy; ours is closed below
@@ -92,6 +104,7 @@ class _Process:
             stderr=subprocess.STDOUT,
             env={**os.environ, **self.env},
             start_new_session=True,  # Ctrl-C in a terminal reaches the app, not the runtime
+            preexec_fn=None if self.outlives_parent else _die_with_parent,
         )
         out.close()
         return self.popen
@@ -133,8 +146,10 @@ class DaprControlPlane:
         bin_dir: Path | None = None,
         placement_port: int = 0,
         scheduler_port: int = 0,
+        detached: bool = False,
     ) -> None:
         self._owned_dir = None if workdir else tempfile.TemporaryDirectory(prefix="dapr-control-plane-")
+        self._detached = detached  # True: the processes outlive this one (the shared control plane)
         self.workdir = Path(workdir) if workdir else Path(self._owned_dir.name)  # type: ignore[union-attr]
         self._bin_dir = bin_dir
         self.placement_port = placement_port or _free_port()
@@ -167,6 +182,7 @@ class DaprControlPlane:
                 "--log-level", "warn",
             ],
             self.workdir / "placement.log",
+            outlives_parent=self._detached,
         )  # fmt: skip
         scheduler_health, etcd_client, etcd_peer = _free_port(), _free_port(), _free_port()
         self._scheduler = _Process(
@@ -186,6 +202,7 @@ class DaprControlPlane:
                 "--log-level", "warn",
             ],
             self.workdir / "scheduler.log",
+            outlives_parent=self._detached,
         )  # fmt: skip
         self.health_ports = {"placement": placement_health, "scheduler": scheduler_health}
         placement = self._placement.start()
@@ -411,7 +428,7 @@ def shared_control_plane(home: Path | None = None) -> ControlPlaneAddresses:
                     f"127.0.0.1:{known['placement_port']}", f"127.0.0.1:{known['scheduler_port']}", home
                 )
             _stop_pids(known.get("pids", {}))
-        control_plane = DaprControlPlane(home)
+        control_plane = DaprControlPlane(home, detached=True)
         control_plane.start()  # its processes outlive this one, in their own sessions
         record.write_text(
             json.dumps(
