@@ -33,6 +33,7 @@ from ._pubsub import InMemoryPubSub
 from ._secrets import SecretsBlock, load_secret_scopes, open_secret_stores, resolve_secret_refs
 from ._state import StateBackend
 from ._state_memory import InMemoryStateBackend
+from ._subscriptions import AppSubscriptions
 from ._workflow import WorkflowEngine
 from ._workflow_api import TaskHubApi
 from .testing import SidecarEndpoint
@@ -143,6 +144,7 @@ class DevSidecar:
         self._registry_home = registry_home
         self._invocation: ServiceInvocation | None = None
         self.app_channel: AppChannel | None = None  # how building blocks reach the app
+        self._subscriptions: AppSubscriptions | None = None
         self._resources: Resources = load_resources(resources_paths, app_id=app_id, env=self._env)
         self.components: list[Component] = list(components) + self._resources.components
         names = [c.name for c in self.components]
@@ -226,7 +228,8 @@ class DevSidecar:
                 }
                 for name, ctype, version, caps in self._registered_components()
             ],
-            "subscriptions": self._api.stream_subscriptions() if self._api else [],
+            "subscriptions": (self._subscriptions.metadata() if self._subscriptions else [])
+            + (self._api.stream_subscriptions() if self._api else []),
             "appConnectionProperties": connection_properties(self.app_connection),
         }
 
@@ -271,6 +274,9 @@ class DevSidecar:
         engine = self._engine
         if self.app_connection is not None:
             self.app_channel = open_channel(self.app_connection, self.app_id)
+            channel, subscriptions = self.app_channel, AppSubscriptions(self._pubsubs)
+            self._subscriptions = subscriptions
+            self.app_channel.on_health_change(lambda up: subscriptions.start(channel) if up else None)
         self._invocation = ServiceInvocation(
             app_id=self.app_id,
             namespace=self.namespace,
@@ -376,6 +382,9 @@ class DevSidecar:
         if self._invocation is not None:
             await self._invocation.stop()
             self._invocation = None
+        if self._subscriptions is not None:
+            await self._subscriptions.close()
+            self._subscriptions = None
         if self.app_channel is not None:
             await self.app_channel.close()
             self.app_channel = None

@@ -1,0 +1,381 @@
+"""Subscriptions delivered to the app through the app channel, as daprd 1.18 does.
+
+Once the app is up the sidecar asks it for its programmatic subscriptions (HTTP
+``GET /dapr/subscribe``), subscribes to each topic on its pub/sub component and hands every event
+to the app (HTTP ``POST /<route>``). The component's shared delivery logic (resiliency inbound
+retries, dead-letter topics, expiry) lives in ``_pubsub.PubSub.deliver``: this module is one more
+consumer of a :class:`~._pubsub.Subscriber` outbox, like a streaming subscription, and turns the
+app's answer into SUCCESS/RETRY/DROP with daprd's mapping:
+
+- transport errors and non-2xx statuses are RETRY, except 404, which is DROP;
+- a 2xx answer is SUCCESS unless its body is a JSON object whose ``status`` says otherwise
+  (``RETRY``, ``DROP``; an unknown status is RETRY; Go decodes the key case-insensitively);
+- an event no routing rule matches is skipped (and, with a dead-letter topic, sent there).
+
+Routing rules use CEL in daprd. This evaluates the subset the SDK examples use: comparisons
+``event.<field> == <literal>`` / ``!=`` (string, number, bool literals) joined by ``&&``/``||``
+with parentheses; a subscription whose rule falls outside it is refused with an error naming it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._app_channel import EMPTY_TRACEPARENT, AppChannelError, HttpAppChannel
+from ._gojson import encode as go_encode
+from ._pubsub import CLOUDEVENTS_JSON, STATUS_DROP, STATUS_RETRY, STATUS_SUCCESS, Subscriber
+
+if TYPE_CHECKING:
+    from ._pubsub import PubSub
+
+_log = logging.getLogger(__name__)
+
+PROGRAMMATIC = "PROGRAMMATIC"
+DECLARATIVE = "DECLARATIVE"
+
+
+class SubscriptionError(ValueError):
+    """A subscription the sidecar cannot serve (an unsupported routing expression)."""
+
+
+# -- CEL subset ------------------------------------------------------------------------------
+
+_TOKEN = re.compile(
+    r"\s*(?:(?P<op>&&|\|\||==|!=|\(|\))|(?P<str>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')"
+    r"|(?P<num>-?\d+(?:\.\d+)?)|(?P<ident>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*))"
+)
+
+
+def _tokens(expression: str) -> list[tuple[str, str]]:
+    tokens: list[tuple[str, str]] = []
+    position = 0
+    text = expression.rstrip()
+    while position < len(text):
+        found = _TOKEN.match(text, position)
+        if found is None or found.end() == position:
+            raise SubscriptionError(f"unsupported routing expression {expression!r} at {text[position:]!r}")
+        kind = found.lastgroup or ""
+        tokens.append((kind, found.group(kind)))
+        position = found.end()
+    return tokens
+
+
+@dataclass(frozen=True)
+class Match:
+    """A compiled routing expression of the supported CEL subset."""
+
+    expression: str
+    tree: Any
+
+    @classmethod
+    def compile(cls, expression: str) -> Match:
+        tokens = _tokens(expression)
+        tree, rest = _parse_or(tokens, expression)
+        if rest:
+            raise SubscriptionError(f"unsupported routing expression {expression!r}")
+        return cls(expression, tree)
+
+    def evaluate(self, event: Mapping[str, Any]) -> bool:
+        return bool(_evaluate(self.tree, event))
+
+
+def _parse_or(tokens: list[tuple[str, str]], source: str) -> tuple[Any, list[tuple[str, str]]]:
+    left, tokens = _parse_and(tokens, source)
+    while tokens and tokens[0] == ("op", "||"):
+        right, tokens = _parse_and(tokens[1:], source)
+        left = ("or", left, right)
+    return left, tokens
+
+
+def _parse_and(tokens: list[tuple[str, str]], source: str) -> tuple[Any, list[tuple[str, str]]]:
+    left, tokens = _parse_atom(tokens, source)
+    while tokens and tokens[0] == ("op", "&&"):
+        right, tokens = _parse_atom(tokens[1:], source)
+        left = ("and", left, right)
+    return left, tokens
+
+
+def _operand(token: tuple[str, str], source: str) -> Any:
+    kind, text = token
+    if kind == "str":
+        return (
+            "lit",
+            json.loads('"' + text[1:-1].replace('"', '\\"') + '"') if text[0] == "'" else json.loads(text),
+        )
+    if kind == "num":
+        return ("lit", float(text))
+    if kind == "ident" and text in {"true", "false"}:
+        return ("lit", text == "true")
+    if kind == "ident" and text.startswith("event."):
+        return ("field", text.split(".")[1:])
+    raise SubscriptionError(f"unsupported routing expression {source!r}: {text!r}")
+
+
+def _parse_atom(tokens: list[tuple[str, str]], source: str) -> tuple[Any, list[tuple[str, str]]]:
+    if not tokens:
+        raise SubscriptionError(f"unsupported routing expression {source!r}")
+    if tokens[0] == ("op", "("):
+        inner, rest = _parse_or(tokens[1:], source)
+        if not rest or rest[0] != ("op", ")"):
+            raise SubscriptionError(f"unsupported routing expression {source!r}: unbalanced parentheses")
+        return inner, rest[1:]
+    if len(tokens) < 3 or tokens[1] not in {("op", "=="), ("op", "!=")}:
+        raise SubscriptionError(f"unsupported routing expression {source!r}")
+    return ("cmp", tokens[1][1], _operand(tokens[0], source), _operand(tokens[2], source)), tokens[3:]
+
+
+def _value(operand: Any, event: Mapping[str, Any]) -> Any:
+    if operand[0] == "lit":
+        return operand[1]
+    value: Any = event
+    for name in operand[1]:
+        if not isinstance(value, Mapping) or name not in value:
+            return None
+        value = value[name]
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _evaluate(tree: Any, event: Mapping[str, Any]) -> bool:
+    if tree[0] == "or":
+        return _evaluate(tree[1], event) or _evaluate(tree[2], event)
+    if tree[0] == "and":
+        return _evaluate(tree[1], event) and _evaluate(tree[2], event)
+    _, op, left, right = tree
+    equal = _value(left, event) == _value(right, event)
+    return equal if op == "==" else not equal
+
+
+# -- subscriptions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    path: str
+    match: Match | None = None
+
+
+@dataclass
+class Subscription:
+    """One subscription of the app to a topic, with daprd's routing rules."""
+
+    pubsub: str
+    topic: str
+    rules: list[Rule]
+    dead_letter_topic: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    kind: str = PROGRAMMATIC
+
+    def route(self, event: Mapping[str, Any]) -> str | None:
+        """The path of the first rule that matches (a rule without a match always does)."""
+        for rule in self.rules:
+            if rule.match is None or rule.match.evaluate(event):
+                return rule.path
+        return None
+
+    def metadata_entry(self) -> dict[str, object]:
+        """This subscription as daprd's ``GET /v1.0/metadata`` lists it."""
+        entry: dict[str, object] = {"pubsubname": self.pubsub, "topic": self.topic}
+        if self.metadata:
+            entry["metadata"] = dict(self.metadata)
+        entry["rules"] = [
+            {**({"match": rule.match.expression} if rule.match else {}), "path": rule.path}
+            for rule in self.rules
+        ]
+        entry["deadLetterTopic"] = self.dead_letter_topic
+        entry["type"] = self.kind
+        return entry
+
+
+def _rules(routes: Mapping[str, Any] | None, route: str) -> list[Rule]:
+    # daprd: the rules in order, then `default` (or, without one, v1's single `route`) last.
+    routes = routes or {}
+    rules = [
+        Rule(str(r.get("path", "")), Match.compile(str(r["match"])) if r.get("match") else None)
+        for r in routes.get("rules") or []
+    ]
+    if routes.get("default"):
+        rules.append(Rule(str(routes["default"])))
+    elif route:
+        rules.append(Rule(route))
+    return rules
+
+
+def parse_programmatic(document: Any) -> list[Subscription]:
+    """The subscriptions in an app's ``/dapr/subscribe`` answer (daprd's JSON shape)."""
+    if not isinstance(document, list):
+        raise SubscriptionError("the app's /dapr/subscribe answer is not a JSON array")
+    subscriptions = []
+    for item in document:
+        # Go's decoder matches keys case-insensitively.
+        item = {str(k).lower(): v for k, v in (item or {}).items()}
+        subscriptions.append(
+            Subscription(
+                pubsub=str(item.get("pubsubname", "")),
+                topic=str(item.get("topic", "")),
+                rules=_rules(
+                    {str(k).lower(): v for k, v in (item.get("routes") or {}).items()}, item.get("route", "")
+                ),
+                dead_letter_topic=str(item.get("deadlettertopic", "") or ""),
+                metadata={str(k): str(v) for k, v in (item.get("metadata") or {}).items()},
+            )
+        )
+    return subscriptions
+
+
+def http_status(status: int, body: bytes) -> int:
+    """daprd's reading of an HTTP app's answer to an event."""
+    if 200 <= status <= 299:
+        try:
+            answer = json.loads(body)
+        except ValueError:
+            return STATUS_SUCCESS  # empty or not JSON: the status check is skipped
+        if not isinstance(answer, dict):
+            return STATUS_SUCCESS
+        value = next((v for k, v in answer.items() if k.lower() == "status"), "")
+        return {"": STATUS_SUCCESS, "SUCCESS": STATUS_SUCCESS, "DROP": STATUS_DROP}.get(
+            value if isinstance(value, str) else "?", STATUS_RETRY
+        )
+    if status == 404:
+        return STATUS_DROP
+    return STATUS_RETRY
+
+
+class AppSubscriptions:
+    """The app's subscriptions: loaded once the app is up, each fed by a pub/sub subscriber."""
+
+    def __init__(self, pubsubs: Mapping[str, PubSub], declared: Sequence[Subscription] = ()) -> None:
+        self._pubsubs = pubsubs
+        self._declared = list(declared)
+        self.active: list[Subscription] = []
+        self._subscribers: list[tuple[PubSub, Subscriber]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = False
+
+    async def start(self, channel: Any) -> None:
+        """Subscribe the declared subscriptions and those the app asks for (once)."""
+        if self._started:
+            return
+        self._started = True
+        subscriptions = list(self._declared)
+        if isinstance(channel, HttpAppChannel):
+            subscriptions += await self._programmatic_http(channel)
+        for subscription in subscriptions:
+            pubsub = self._pubsubs.get(subscription.pubsub)
+            if pubsub is None:
+                _log.warning(
+                    "subscription to topic %r: pub/sub %r is not a loaded component; skipped",
+                    subscription.topic,
+                    subscription.pubsub,
+                )
+                continue
+            result = pubsub.subscribe(
+                subscription.topic, subscription.dead_letter_topic, subscription.metadata
+            )
+            subscriber = await result if inspect.isawaitable(result) else result
+            self.active.append(subscription)
+            self._subscribers.append((pubsub, subscriber))
+            self._spawn(self._pump(channel, subscription, subscriber))
+
+    async def _programmatic_http(self, channel: HttpAppChannel) -> list[Subscription]:
+        headers = [("Content-Type", "application/json"), ("Dapr-App-Id", channel.app_id)]
+        if channel.connection.api_token:
+            headers.append(("Dapr-Api-Token", channel.connection.api_token))
+        try:
+            reply = await channel.request("GET", "/dapr/subscribe", headers)
+        except AppChannelError as exc:
+            _log.error("cannot read the app's subscriptions: %s", exc)
+            return []
+        if reply.status == 404:
+            return []
+        if reply.status != 200:
+            _log.error("app returned http status code %d from subscription endpoint", reply.status)
+            return []
+        if not reply.body.strip():
+            return []
+        try:
+            return parse_programmatic(json.loads(reply.body))
+        except (ValueError, AttributeError) as exc:
+            _log.error("cannot use the app's subscriptions: %s", exc)
+            return []
+
+    def _spawn(self, coroutine: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _pump(self, channel: Any, subscription: Subscription, subscriber: Subscriber) -> None:
+        while True:
+            event = await subscriber.outbox.get()
+            self._spawn(self._handle(channel, subscription, subscriber, event))
+
+    async def _handle(
+        self, channel: Any, subscription: Subscription, subscriber: Subscriber, event: dict[str, Any]
+    ) -> None:
+        event_id = str(event.get("id", ""))
+        try:
+            path = subscription.route(event)
+        except Exception:  # daprd retries an event whose rule cannot be evaluated
+            _log.exception("error finding a matching route for event %s", event_id)
+            subscriber.acknowledge(event_id, STATUS_RETRY)
+            return
+        if path is None:
+            # daprd skips it as handled, and hands it to the dead-letter topic when there is one.
+            subscriber.acknowledge(
+                event_id, STATUS_DROP if subscription.dead_letter_topic else STATUS_SUCCESS
+            )
+            return
+        status = await self._post(channel, subscription, path, event)
+        subscriber.acknowledge(event_id, status)
+
+    async def _post(
+        self, channel: HttpAppChannel, subscription: Subscription, path: str, event: dict[str, Any]
+    ) -> int:
+        event = dict(event)
+        if subscription.metadata.get("rawPayload", "").lower() == "true":
+            event.setdefault("topic", subscription.topic)
+            event.setdefault("pubsubname", subscription.pubsub)
+        # daprd's Go HTTP client canonicalises names; its tracing always sends a traceparent.
+        traceparent = event.get("traceparent") or event.get("traceid")
+        if not isinstance(traceparent, str) or not traceparent:
+            traceparent = EMPTY_TRACEPARENT
+        headers = [
+            ("Content-Type", CLOUDEVENTS_JSON),
+            ("Pubsubname", subscription.pubsub),
+            ("Traceparent", traceparent),
+        ]
+        if channel.connection.api_token:
+            headers.append(("Dapr-Api-Token", channel.connection.api_token))
+        try:
+            reply = await channel.request("POST", "/" + path.lstrip("/"), headers, go_encode(event))
+        except AppChannelError as exc:
+            _log.warning("error returned from app channel while sending pub/sub event to app: %s", exc)
+            return STATUS_RETRY
+        status = http_status(reply.status, reply.body)
+        if reply.status == 404:
+            _log.error(
+                "non-retriable error returned from app while processing pub/sub event %s", event.get("id")
+            )
+        elif status == STATUS_DROP:
+            _log.warning("DROP status returned from app while processing pub/sub event %s", event.get("id"))
+        return status
+
+    def metadata(self) -> list[dict[str, object]]:
+        return [subscription.metadata_entry() for subscription in self.active]
+
+    async def close(self) -> None:
+        for pubsub, subscriber in self._subscribers:
+            pubsub.unsubscribe(subscriber)
+        self._subscribers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -1,0 +1,160 @@
+"""Subscriptions delivered to the app, on the dev sidecar and on real daprd
+(``DAPR_TEST_SIDECAR=daprd``): the sidecar reads an HTTP app's ``GET /dapr/subscribe``, posts each
+event to its route as a CloudEvent, maps the app's answer to SUCCESS/RETRY/DROP as daprd does,
+follows routing rules and dead-letter topics, retries under a Resiliency inbound policy, and
+lists the subscriptions in the metadata."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from unittest import mock
+
+import pytest
+from apps import HttpApp, Received, Reply, endpoint_of, http, unique_id, wait_until
+from dapr.clients import DaprClient
+from dapr.conf import settings
+
+from dapr_agents.ext.devsidecar.testing import write_components
+
+pytestmark = pytest.mark.starts_sidecars
+
+RESILIENCY = """\
+apiVersion: dapr.io/v1alpha1
+kind: Resiliency
+metadata:
+  name: inbound-retries
+spec:
+  policies:
+    retries:
+      three:
+        policy: constant
+        duration: 50ms
+        maxRetries: 2
+  targets:
+    components:
+      pubsub:
+        inbound:
+          retry: three
+"""
+
+
+@pytest.fixture
+def components(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DAPR_DEVSIDECAR_HOME", str(tmp_path / "home"))
+    return write_components(tmp_path / "components", actor_state_store=False)
+
+
+def subscriber_app(subscriptions: list[dict], answers: dict[str, Reply] | None = None) -> HttpApp:
+    answers = answers or {}
+
+    def answer(request: Received) -> Reply:
+        if request.path == "/dapr/subscribe":
+            return Reply(200, json.dumps(subscriptions).encode(), [("Content-Type", "application/json")])
+        return answers.get(request.path, Reply(200))
+
+    return HttpApp(answer)
+
+
+def start(dapr_sidecar_factory, components: Path, app: HttpApp):
+    sidecar = dapr_sidecar_factory.start(components, app_id=unique_id("sub"), app_port=app.port)
+    endpoint = endpoint_of(sidecar)
+    wait_until(lambda: http(f"{endpoint.http_endpoint}/v1.0/healthz").status == 204, what="sidecar ready")
+    wait_until(
+        lambda: len(http(f"{endpoint.http_endpoint}/v1.0/metadata").json().get("subscriptions") or []) > 0,
+        what="the app's subscriptions listed",
+    )
+    return sidecar, endpoint
+
+
+def publish(endpoint, topic: str, data: object, **kwargs) -> None:
+    # The SDK's health check reads the HTTP port from its settings, not from the address.
+    with mock.patch.object(settings, "DAPR_HTTP_PORT", endpoint.http_port):
+        client = DaprClient(address=endpoint.grpc_address)
+    with client:
+        client.publish_event(
+            "pubsub", topic, json.dumps(data), data_content_type="application/json", **kwargs
+        )
+
+
+def test_an_event_is_posted_to_the_route_as_a_cloudevent(components: Path, dapr_sidecar_factory) -> None:
+    with subscriber_app([{"pubsubname": "pubsub", "topic": "orders", "route": "/orders"}]) as app:
+        sidecar, endpoint = start(dapr_sidecar_factory, components, app)
+        subscribe_call = app.requests_to("/dapr/subscribe")[0]
+        assert subscribe_call.method == "GET"
+        assert subscribe_call.header("dapr-app-id") == sidecar.app_id
+        publish(endpoint, "orders", {"n": 1}, publish_metadata={"cloudevent.type": "order.created"})
+        (request,) = app.wait_for("/orders")
+        assert request.method == "POST"
+        assert request.header("Content-Type") == "application/cloudevents+json"
+        assert request.header("pubsubname") == "pubsub"
+        assert request.header("traceparent") == "00-00000000000000000000000000000000-0000000000000000-00"
+        event = json.loads(request.body)
+        assert event["data"] == {"n": 1}
+        assert event["type"] == "order.created"
+        assert (event["topic"], event["pubsubname"], event["source"]) == ("orders", "pubsub", sidecar.app_id)
+        assert event["datacontenttype"] == "application/json"
+        assert event["specversion"] == "1.0"
+        listed = http(f"{endpoint.http_endpoint}/v1.0/metadata").json()["subscriptions"]
+        assert listed == [
+            {
+                "pubsubname": "pubsub",
+                "topic": "orders",
+                "rules": [{"path": "/orders"}],
+                "deadLetterTopic": "",
+                "type": "PROGRAMMATIC",
+            }
+        ]
+
+
+def test_routing_rules_pick_the_path_by_cel_match(components: Path, dapr_sidecar_factory) -> None:
+    routes = {
+        "rules": [
+            {"match": 'event.type == "widget"', "path": "/widgets"},
+            {"match": 'event.type == "gadget" && event.data.size == 2', "path": "/gadgets"},
+        ],
+        "default": "/products",
+    }
+    with subscriber_app([{"pubsubname": "pubsub", "topic": "products", "routes": routes}]) as app:
+        _sidecar, endpoint = start(dapr_sidecar_factory, components, app)
+        publish(endpoint, "products", {"size": 1}, publish_metadata={"cloudevent.type": "widget"})
+        publish(endpoint, "products", {"size": 2}, publish_metadata={"cloudevent.type": "gadget"})
+        publish(endpoint, "products", {"size": 3}, publish_metadata={"cloudevent.type": "gadget"})
+        assert json.loads(app.wait_for("/widgets")[0].body)["data"] == {"size": 1}
+        assert json.loads(app.wait_for("/gadgets")[0].body)["data"] == {"size": 2}
+        assert json.loads(app.wait_for("/products")[0].body)["data"] == {"size": 3}
+
+
+@pytest.mark.parametrize(
+    ("reply", "attempts", "dead_lettered"),
+    [
+        (Reply(200), 1, False),
+        (Reply(200, b'{"status": "SUCCESS"}'), 1, False),
+        (Reply(200, b"not json"), 1, False),
+        (Reply(200, b'{"status": "DROP"}'), 1, True),
+        (Reply(404), 1, True),
+        (Reply(200, b'{"status": "RETRY"}'), 3, True),
+        (Reply(200, b'{"status": "whatever"}'), 3, True),
+        (Reply(500), 3, True),
+    ],
+    ids=["empty-2xx", "success", "not-json", "drop", "404", "retry", "unknown-status", "500"],
+)
+def test_the_apps_answer_is_mapped_as_daprd_maps_it(
+    components: Path, dapr_sidecar_factory, reply: Reply, attempts: int, dead_lettered: bool
+) -> None:
+    (components / "resiliency.yaml").write_text(RESILIENCY)
+    subscriptions = [
+        {"pubsubname": "pubsub", "topic": "jobs", "route": "/jobs", "deadLetterTopic": "jobs-dead"},
+        {"pubsubname": "pubsub", "topic": "jobs-dead", "route": "/dead"},
+    ]
+    with subscriber_app(subscriptions, {"/jobs": reply}) as app:
+        _sidecar, endpoint = start(dapr_sidecar_factory, components, app)
+        publish(endpoint, "jobs", {"job": 7})
+        app.wait_for("/jobs", count=attempts)
+        if dead_lettered:
+            (dead,) = app.wait_for("/dead")
+            assert json.loads(dead.body)["data"] == {"job": 7}
+        time.sleep(0.5)
+        assert len(app.requests_to("/jobs")) == attempts
+        assert len(app.requests_to("/dead")) == (1 if dead_lettered else 0)
