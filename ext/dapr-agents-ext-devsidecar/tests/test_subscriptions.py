@@ -12,9 +12,10 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
-from apps import HttpApp, Received, Reply, endpoint_of, http, unique_id, wait_until
+from apps import GrpcApp, HttpApp, Received, Reply, endpoint_of, http, unique_id, wait_until
 from dapr.clients import DaprClient
 from dapr.conf import settings
+from dapr.proto.runtime.v1 import appcallback_pb2
 
 from dapr_agents.ext.devsidecar.testing import write_components
 
@@ -158,3 +159,94 @@ def test_the_apps_answer_is_mapped_as_daprd_maps_it(
         time.sleep(0.5)
         assert len(app.requests_to("/jobs")) == attempts
         assert len(app.requests_to("/dead")) == (1 if dead_lettered else 0)
+
+
+class TopicApp(GrpcApp):
+    """A gRPC app subscribed through ``ListTopicSubscriptions``; ``OnTopicEvent`` answers
+    ``statuses[topic]`` (SUCCESS by default) and records each request with its metadata."""
+
+    def __init__(self, subscriptions: list, statuses: dict[str, int] | None = None) -> None:
+        super().__init__()
+        self.subscriptions = subscriptions
+        self.statuses = statuses or {}
+        self.events: list[tuple[appcallback_pb2.TopicEventRequest, dict[str, str]]] = []
+
+    def ListTopicSubscriptions(self, request, context):  # noqa: N802
+        return appcallback_pb2.ListTopicSubscriptionsResponse(subscriptions=self.subscriptions)
+
+    def OnTopicEvent(self, request, context):  # noqa: N802
+        self.events.append((request, dict(context.invocation_metadata())))
+        return appcallback_pb2.TopicEventResponse(status=self.statuses.get(request.topic, 0))
+
+    def events_on(self, topic: str, count: int = 1) -> list:
+        wait_until(
+            lambda: len([e for e in self.events if e[0].topic == topic]) >= count, what=f"{count} on {topic}"
+        )
+        return [e for e in self.events if e[0].topic == topic]
+
+
+def start_grpc(dapr_sidecar_factory, components: Path, app: GrpcApp):
+    sidecar = dapr_sidecar_factory.start(
+        components, app_id=unique_id("sub"), app_port=app.port, app_protocol="grpc"
+    )
+    endpoint = endpoint_of(sidecar)
+    wait_until(
+        lambda: len(http(f"{endpoint.http_endpoint}/v1.0/metadata").json().get("subscriptions") or []) > 0,
+        what="the app's subscriptions listed",
+    )
+    return sidecar, endpoint
+
+
+def test_a_grpc_app_gets_on_topic_event_with_the_matching_path(
+    components: Path, dapr_sidecar_factory
+) -> None:
+    routes = appcallback_pb2.TopicRoutes(
+        rules=[appcallback_pb2.TopicRule(match='event.type == "big"', path="/big")], default="/small"
+    )
+    subscriptions = [
+        appcallback_pb2.TopicSubscription(pubsub_name="pubsub", topic="sizes", routes=routes),
+        appcallback_pb2.TopicSubscription(pubsub_name="pubsub", topic="plain"),
+    ]
+    with TopicApp(subscriptions) as app:
+        sidecar, endpoint = start_grpc(dapr_sidecar_factory, components, app)
+        publish(endpoint, "sizes", {"n": 9}, publish_metadata={"cloudevent.type": "big"})
+        publish(endpoint, "sizes", {"n": 1})
+        publish(endpoint, "plain", {"n": 0})
+        big, small = (request for request, _ in app.events_on("sizes", 2))
+        assert (big.path, small.path) == ("/big", "/small")
+        assert json.loads(big.data) == {"n": 9}
+        assert (big.type, big.source, big.spec_version) == ("big", sidecar.app_id, "1.0")
+        assert (big.topic, big.pubsub_name, big.data_content_type) == ("sizes", "pubsub", "application/json")
+        assert big.extensions["pubsubname"] == "pubsub"
+        (plain, metadata) = app.events_on("plain")[0]
+        assert plain.path == ""
+        assert metadata["pubsubname"] == "pubsub"
+        assert metadata["traceparent"] == "00-00000000000000000000000000000000-0000000000000000-00"
+        listed = http(f"{endpoint.http_endpoint}/v1.0/metadata").json()["subscriptions"]
+        assert {
+            "pubsubname": "pubsub",
+            "topic": "plain",
+            "rules": [{}],
+            "deadLetterTopic": "",
+            "type": "PROGRAMMATIC",
+        } in listed
+
+
+def test_a_grpc_app_drop_goes_to_the_dead_letter_topic_and_retry_is_retried(
+    components: Path, dapr_sidecar_factory
+) -> None:
+    (components / "resiliency.yaml").write_text(RESILIENCY)
+    subscriptions = [
+        appcallback_pb2.TopicSubscription(pubsub_name="pubsub", topic="drop", dead_letter_topic="dead"),
+        appcallback_pb2.TopicSubscription(pubsub_name="pubsub", topic="retry", dead_letter_topic="dead"),
+        appcallback_pb2.TopicSubscription(pubsub_name="pubsub", topic="dead"),
+    ]
+    with TopicApp(subscriptions, {"drop": 2, "retry": 1}) as app:
+        _sidecar, endpoint = start_grpc(dapr_sidecar_factory, components, app)
+        publish(endpoint, "drop", {"n": 1})
+        app.events_on("dead", 1)
+        publish(endpoint, "retry", {"n": 2})
+        app.events_on("dead", 2)
+        time.sleep(0.5)
+        assert len(app.events_on("retry")) == 3
+        assert [json.loads(request.data) for request, _ in app.events_on("dead", 2)] == [{"n": 1}, {"n": 2}]

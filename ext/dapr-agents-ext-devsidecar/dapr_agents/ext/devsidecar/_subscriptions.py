@@ -1,13 +1,14 @@
 """Subscriptions delivered to the app through the app channel, as daprd 1.18 does.
 
 Once the app is up the sidecar asks it for its programmatic subscriptions (HTTP
-``GET /dapr/subscribe``), subscribes to each topic on its pub/sub component and hands every event
-to the app (HTTP ``POST /<route>``). The component's shared delivery logic (resiliency inbound
+``GET /dapr/subscribe``, gRPC ``ListTopicSubscriptions``), subscribes to each topic on its pub/sub
+component and hands every event to the app (HTTP ``POST /<route>``, gRPC ``OnTopicEvent``). The component's shared delivery logic (resiliency inbound
 retries, dead-letter topics, expiry) lives in ``_pubsub.PubSub.deliver``: this module is one more
 consumer of a :class:`~._pubsub.Subscriber` outbox, like a streaming subscription, and turns the
 app's answer into SUCCESS/RETRY/DROP with daprd's mapping:
 
 - transport errors and non-2xx statuses are RETRY, except 404, which is DROP;
+- gRPC: the ``TopicEventResponse`` status; an error is RETRY, except UNIMPLEMENTED (SUCCESS);
 - a 2xx answer is SUCCESS unless its body is a JSON object whose ``status`` says otherwise
   (``RETRY``, ``DROP``; an unknown status is RETRY; Go decodes the key case-insensitively);
 - an event no routing rule matches is skipped (and, with a dead-letter topic, sent there).
@@ -29,9 +30,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ._app_channel import EMPTY_TRACEPARENT, AppChannelError, HttpAppChannel
+import grpc
+
+from ._app_channel import EMPTY_TRACEPARENT, AppChannelError, GrpcAppChannel, HttpAppChannel
 from ._gojson import encode as go_encode
-from ._pubsub import CLOUDEVENTS_JSON, STATUS_DROP, STATUS_RETRY, STATUS_SUCCESS, Subscriber
+from ._pubsub import (
+    CLOUDEVENTS_JSON,
+    STATUS_DROP,
+    STATUS_RETRY,
+    STATUS_SUCCESS,
+    Subscriber,
+    event_data_bytes,
+    event_extensions,
+)
 
 if TYPE_CHECKING:
     from ._pubsub import PubSub
@@ -185,8 +196,12 @@ class Subscription:
         entry: dict[str, object] = {"pubsubname": self.pubsub, "topic": self.topic}
         if self.metadata:
             entry["metadata"] = dict(self.metadata)
+        # daprd leaves out an empty match and an empty path (omitempty).
         entry["rules"] = [
-            {**({"match": rule.match.expression} if rule.match else {}), "path": rule.path}
+            {
+                **({"match": rule.match.expression} if rule.match else {}),
+                **({"path": rule.path} if rule.path else {}),
+            }
             for rule in self.rules
         ]
         entry["deadLetterTopic"] = self.dead_letter_topic
@@ -230,6 +245,51 @@ def parse_programmatic(document: Any) -> list[Subscription]:
     return subscriptions
 
 
+def parse_programmatic_grpc(response: Any) -> list[Subscription]:
+    """The subscriptions in a gRPC app's ``ListTopicSubscriptionsResponse``."""
+    subscriptions = []
+    for item in response.subscriptions:
+        rules = [Rule(r.path, Match.compile(r.match) if r.match else None) for r in item.routes.rules]
+        if item.routes.default:
+            rules.append(Rule(item.routes.default))
+        # daprd gives a gRPC subscription without rules one rule to the empty path.
+        subscriptions.append(
+            Subscription(
+                pubsub=item.pubsub_name,
+                topic=item.topic,
+                rules=rules or [Rule("")],
+                dead_letter_topic=item.dead_letter_topic,
+                metadata=dict(item.metadata),
+            )
+        )
+    return subscriptions
+
+
+def topic_event_request(subscription: Subscription, path: str, event: Mapping[str, Any]) -> Any:
+    """The ``TopicEventRequest`` daprd sends a gRPC app for ``event``."""
+    from dapr.proto.runtime.v1 import appcallback_pb2
+    from google.protobuf import struct_pb2
+
+    def text(key: str) -> str:
+        value = event.get(key)
+        return value if isinstance(value, str) else ""
+
+    extensions = struct_pb2.Struct()
+    extensions.update(event_extensions(event))
+    return appcallback_pb2.TopicEventRequest(
+        id=text("id"),
+        source=text("source"),
+        type=text("type"),
+        spec_version=text("specversion"),
+        data_content_type=text("datacontenttype"),
+        data=event_data_bytes(event),
+        topic=subscription.topic,
+        pubsub_name=subscription.pubsub,
+        path=path,
+        extensions=extensions,
+    )
+
+
 def http_status(status: int, body: bytes) -> int:
     """daprd's reading of an HTTP app's answer to an event."""
     if 200 <= status <= 299:
@@ -267,6 +327,8 @@ class AppSubscriptions:
         subscriptions = list(self._declared)
         if isinstance(channel, HttpAppChannel):
             subscriptions += await self._programmatic_http(channel)
+        elif isinstance(channel, GrpcAppChannel):
+            subscriptions += await self._programmatic_grpc(channel)
         for subscription in subscriptions:
             pubsub = self._pubsubs.get(subscription.pubsub)
             if pubsub is None:
@@ -306,6 +368,23 @@ class AppSubscriptions:
             _log.error("cannot use the app's subscriptions: %s", exc)
             return []
 
+    async def _programmatic_grpc(self, channel: GrpcAppChannel) -> list[Subscription]:
+        from google.protobuf import empty_pb2
+
+        try:
+            response = await channel.app_callback.ListTopicSubscriptions(
+                empty_pb2.Empty(), metadata=channel.token_metadata()
+            )
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+                _log.error("error getting topics from app: %s", exc)
+            return []
+        try:
+            return parse_programmatic_grpc(response)
+        except SubscriptionError as exc:
+            _log.error("cannot use the app's subscriptions: %s", exc)
+            return []
+
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks.add(task)
@@ -332,8 +411,42 @@ class AppSubscriptions:
                 event_id, STATUS_DROP if subscription.dead_letter_topic else STATUS_SUCCESS
             )
             return
-        status = await self._post(channel, subscription, path, event)
+        if isinstance(channel, GrpcAppChannel):
+            status = await self._on_topic_event(channel, subscription, path, event)
+        else:
+            status = await self._post(channel, subscription, path, event)
         subscriber.acknowledge(event_id, status)
+
+    async def _on_topic_event(
+        self, channel: GrpcAppChannel, subscription: Subscription, path: str, event: dict[str, Any]
+    ) -> int:
+        try:
+            request = topic_event_request(subscription, path, event)
+        except ValueError as exc:  # data_base64 that is not base64: daprd retries
+            _log.warning("cannot build the event for the app: %s", exc)
+            return STATUS_RETRY
+        traceparent = event.get("traceparent") or event.get("traceid")
+        if not isinstance(traceparent, str) or not traceparent:
+            traceparent = EMPTY_TRACEPARENT
+        metadata = [
+            ("traceparent", traceparent),
+            ("pubsubname", subscription.pubsub),
+            *channel.token_metadata(),
+        ]
+        try:
+            response = await channel.app_callback.OnTopicEvent(request, metadata=metadata)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+                _log.warning(
+                    "non-retriable error returned from app while processing pub/sub event %s", request.id
+                )
+                return STATUS_SUCCESS
+            return STATUS_RETRY
+        if response.status in (STATUS_SUCCESS, STATUS_DROP):
+            if response.status == STATUS_DROP:
+                _log.warning("DROP status returned from app while processing pub/sub event %s", request.id)
+            return int(response.status)
+        return STATUS_RETRY
 
     async def _post(
         self, channel: HttpAppChannel, subscription: Subscription, path: str, event: dict[str, Any]
