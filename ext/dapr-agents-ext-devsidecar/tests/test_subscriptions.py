@@ -250,3 +250,95 @@ def test_a_grpc_app_drop_goes_to_the_dead_letter_topic_and_retry_is_retried(
         time.sleep(0.5)
         assert len(app.events_on("retry")) == 3
         assert [json.loads(request.data) for request, _ in app.events_on("dead", 2)] == [{"n": 1}, {"n": 2}]
+
+
+DECLARATIVE_V1 = """\
+apiVersion: dapr.io/v1alpha1
+kind: Subscription
+metadata:
+  name: orders-v1
+spec:
+  pubsubname: pubsub
+  topic: declared-v1
+  route: /v1-orders
+  deadLetterTopic: declared-dead
+"""
+
+DECLARATIVE_V2 = """\
+apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata:
+  name: orders-v2
+spec:
+  pubsubname: pubsub
+  topic: declared-v2
+  routes:
+    rules:
+      - match: event.type == "special"
+        path: /special
+    default: /v2-orders
+scopes:
+  - {app_id}
+---
+apiVersion: dapr.io/v2alpha1
+kind: Subscription
+metadata:
+  name: not-for-us
+spec:
+  pubsubname: pubsub
+  topic: declared-other
+  routes:
+    default: /other
+scopes:
+  - someone-else
+"""
+
+
+def test_declarative_subscriptions_v1_and_v2_with_scopes(components: Path, dapr_sidecar_factory) -> None:
+    app_id = unique_id("decl")
+    (components / "sub-v1.yaml").write_text(DECLARATIVE_V1)
+    (components / "sub-v2.yaml").write_text(DECLARATIVE_V2.format(app_id=app_id))
+    programmatic = [{"pubsubname": "pubsub", "topic": "declared-dead", "route": "/dead"}]
+    with subscriber_app(programmatic, {"/v1-orders": Reply(404)}) as app:
+        sidecar = dapr_sidecar_factory.start(components, app_id=app_id, app_port=app.port)
+        endpoint = endpoint_of(sidecar)
+        wait_until(
+            lambda: (
+                len(http(f"{endpoint.http_endpoint}/v1.0/metadata").json().get("subscriptions") or []) == 3
+            ),
+            what="three subscriptions listed",
+        )
+        publish(endpoint, "declared-v2", {"n": 1}, publish_metadata={"cloudevent.type": "special"})
+        publish(endpoint, "declared-v2", {"n": 2})
+        publish(endpoint, "declared-other", {"n": 3})
+        publish(endpoint, "declared-v1", {"n": 4})
+        assert json.loads(app.wait_for("/special")[0].body)["data"] == {"n": 1}
+        assert json.loads(app.wait_for("/v2-orders")[0].body)["data"] == {"n": 2}
+        assert json.loads(app.wait_for("/dead")[0].body)["data"] == {"n": 4}
+        time.sleep(0.3)
+        assert app.requests_to("/other") == []
+        listed = http(f"{endpoint.http_endpoint}/v1.0/metadata").json()["subscriptions"]
+        # daprd lists the declarative subscriptions first.
+        assert listed == [
+            {
+                "pubsubname": "pubsub",
+                "topic": "declared-v1",
+                "rules": [{"path": "/v1-orders"}],
+                "deadLetterTopic": "declared-dead",
+                "type": "DECLARATIVE",
+            },
+            {
+                "pubsubname": "pubsub",
+                "topic": "declared-v2",
+                "rules": [{"match": 'event.type == "special"', "path": "/special"}, {"path": "/v2-orders"}],
+                "deadLetterTopic": "",
+                "type": "DECLARATIVE",
+            },
+            {
+                "pubsubname": "pubsub",
+                "topic": "declared-dead",
+                "rules": [{"path": "/dead"}],
+                "deadLetterTopic": "",
+                "type": "PROGRAMMATIC",
+            },
+        ]

@@ -140,6 +140,8 @@ class Resources:
     components: list[Component] = field(default_factory=list)
     inbound: dict[str, ComponentPolicy] = field(default_factory=dict)
     outbound: dict[str, ComponentPolicy] = field(default_factory=dict)
+    #: ``kind: Subscription`` documents (v1alpha1, v2alpha1) with their file, for ``_subscriptions``.
+    subscription_documents: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 def parse_duration(text: Any, what: str) -> float:
@@ -385,6 +387,9 @@ def parse_documents(
                 f"{source}: document {index}{f' ({name!r})' if name else ''} has kind {kind!r}, which "
                 f"is not a Dapr resource kind; use one of {', '.join(DAPR_KINDS)}"
             )
+        if kind == "Subscription" and api_version in {"dapr.io/v1alpha1", "dapr.io/v2alpha1"}:
+            resources.subscription_documents.append((source, doc))
+            continue
         if api_version != API_VERSION:
             continue
         if kind == "Component":

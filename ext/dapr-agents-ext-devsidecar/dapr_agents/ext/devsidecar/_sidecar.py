@@ -33,7 +33,7 @@ from ._pubsub import InMemoryPubSub
 from ._secrets import SecretsBlock, load_secret_scopes, open_secret_stores, resolve_secret_refs
 from ._state import StateBackend
 from ._state_memory import InMemoryStateBackend
-from ._subscriptions import AppSubscriptions
+from ._subscriptions import AppSubscriptions, parse_declarative
 from ._workflow import WorkflowEngine
 from ._workflow_api import TaskHubApi
 from .testing import SidecarEndpoint
@@ -274,7 +274,14 @@ class DevSidecar:
         engine = self._engine
         if self.app_connection is not None:
             self.app_channel = open_channel(self.app_connection, self.app_id)
-            channel, subscriptions = self.app_channel, AppSubscriptions(self._pubsubs)
+            try:
+                declared = parse_declarative(
+                    self._resources.subscription_documents, app_id=self.app_id, namespace=self.namespace
+                )
+            except ComponentError:
+                await self._close_components()
+                raise
+            channel, subscriptions = self.app_channel, AppSubscriptions(self._pubsubs, declared)
             self._subscriptions = subscriptions
             self.app_channel.on_health_change(lambda up: subscriptions.start(channel) if up else None)
         self._invocation = ServiceInvocation(

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from ._app_channel import EMPTY_TRACEPARENT, AppChannelError, GrpcAppChannel, HttpAppChannel
+from ._errors import ComponentError
 from ._gojson import encode as go_encode
 from ._pubsub import (
     CLOUDEVENTS_JSON,
@@ -229,6 +230,8 @@ def parse_programmatic(document: Any) -> list[Subscription]:
         raise SubscriptionError("the app's /dapr/subscribe answer is not a JSON array")
     subscriptions = []
     for item in document:
+        if not isinstance(item, dict):
+            raise SubscriptionError("an entry of the app's /dapr/subscribe answer is not a JSON object")
         # Go's decoder matches keys case-insensitively.
         item = {str(k).lower(): v for k, v in (item or {}).items()}
         subscriptions.append(
@@ -242,7 +245,11 @@ def parse_programmatic(document: Any) -> list[Subscription]:
                 metadata={str(k): str(v) for k, v in (item.get("metadata") or {}).items()},
             )
         )
-    return subscriptions
+    # daprd drops a subscription without any route, with a warning.
+    for subscription in subscriptions:
+        if not subscription.rules:
+            _log.warning("topic %s has an empty routes. removing from subscriptions list", subscription.topic)
+    return [subscription for subscription in subscriptions if subscription.rules]
 
 
 def parse_programmatic_grpc(response: Any) -> list[Subscription]:
@@ -288,6 +295,41 @@ def topic_event_request(subscription: Subscription, path: str, event: Mapping[st
         path=path,
         extensions=extensions,
     )
+
+
+def parse_declarative(
+    documents: Sequence[tuple[str, Mapping[str, Any]]], *, app_id: str, namespace: str = ""
+) -> list[Subscription]:
+    """The ``kind: Subscription`` documents (v1alpha1 ``route``, v2alpha1 ``routes``) that apply
+    to ``app_id``: daprd skips one of another namespace or whose ``scopes`` leave the app out.
+    ``ComponentError`` names the file of a subscription that cannot be served."""
+    subscriptions = []
+    for source, doc in documents:
+        meta = doc.get("metadata") or {}
+        name = str(meta.get("name") or "")
+        if namespace and meta.get("namespace") and meta.get("namespace") != namespace:
+            continue
+        scopes = doc.get("scopes") or []
+        if scopes and app_id not in scopes:
+            continue
+        spec = doc.get("spec") or {}
+        if not isinstance(spec, dict) or not spec.get("pubsubname") or not spec.get("topic"):
+            raise ComponentError(f"{source}: subscription {name!r} needs spec.pubsubname and spec.topic")
+        try:
+            rules = _rules(spec.get("routes"), str(spec.get("route") or ""))
+        except SubscriptionError as exc:
+            raise ComponentError(f"{source}: subscription {name!r}: {exc}") from exc
+        subscriptions.append(
+            Subscription(
+                pubsub=str(spec["pubsubname"]),
+                topic=str(spec["topic"]),
+                rules=rules,
+                dead_letter_topic=str(spec.get("deadLetterTopic") or ""),
+                metadata={str(k): str(v) for k, v in (spec.get("metadata") or {}).items()},
+                kind=DECLARATIVE,
+            )
+        )
+    return subscriptions
 
 
 def http_status(status: int, body: bytes) -> int:
