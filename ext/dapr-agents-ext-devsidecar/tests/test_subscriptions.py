@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 from unittest import mock
 
+import grpc
 import pytest
 from apps import GrpcApp, HttpApp, Received, Reply, endpoint_of, http, unique_id, wait_until
 from dapr.clients import DaprClient
 from dapr.conf import settings
-from dapr.proto.runtime.v1 import appcallback_pb2
+from dapr.proto.runtime.v1 import appcallback_pb2, dapr_pb2_grpc, metadata_pb2
 
 from dapr_agents.ext.devsidecar.testing import write_components
 
@@ -342,3 +343,44 @@ def test_declarative_subscriptions_v1_and_v2_with_scopes(components: Path, dapr_
                 "type": "PROGRAMMATIC",
             },
         ]
+
+
+def test_get_metadata_lists_them_with_their_types(components: Path, dapr_sidecar_factory) -> None:
+    (components / "sub-v1.yaml").write_text(DECLARATIVE_V1)
+    routes = {"rules": [{"match": 'event.type == "x"', "path": "/x"}], "default": "/y"}
+    programmatic = [
+        {
+            "pubsubname": "pubsub",
+            "topic": "prog",
+            "routes": routes,
+            "deadLetterTopic": "d",
+            "metadata": {"k": "v"},
+        }
+    ]
+    with subscriber_app(programmatic) as app:
+        _sidecar, endpoint = start(dapr_sidecar_factory, components, app)
+        wait_until(
+            lambda: (
+                len(http(f"{endpoint.http_endpoint}/v1.0/metadata").json().get("subscriptions") or []) == 2
+            ),
+            what="two subscriptions listed",
+        )
+        with grpc.insecure_channel(endpoint.grpc_address) as channel:
+            response = dapr_pb2_grpc.DaprStub(channel).GetMetadata(
+                metadata_pb2.GetMetadataRequest(), timeout=10
+            )
+    listed = [
+        (
+            s.pubsub_name,
+            s.topic,
+            dict(s.metadata),
+            [(r.match, r.path) for r in s.rules.rules],
+            s.dead_letter_topic,
+            metadata_pb2.PubsubSubscriptionType.Name(s.type),
+        )
+        for s in response.subscriptions
+    ]
+    assert listed == [
+        ("pubsub", "declared-v1", {}, [("", "/v1-orders")], "declared-dead", "DECLARATIVE"),
+        ("pubsub", "prog", {"k": "v"}, [('event.type == "x"', "/x"), ("", "/y")], "d", "PROGRAMMATIC"),
+    ]

@@ -96,6 +96,8 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
         # number per topic (each is a subscriber of its own) and lists each in its metadata.
         self._streams: dict[int, pubsub_pb2.SubscribeTopicEventsRequestInitialAlpha1] = {}
         self._connection_ids = itertools.count(1)
+        #: GetMetadata calls it to add the app's subscriptions (set by the sidecar, ``_subscriptions``).
+        self.add_app_subscriptions: Callable[[metadata_pb2.GetMetadataResponse], None] = lambda response: None
 
     # -- state --------------------------------------------------------------------------------
 
@@ -664,6 +666,7 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
         response.actor_runtime.runtime_status = metadata_pb2.ActorRuntime.DISABLED
         response.actor_runtime.placement = "placement: disconnected"
         response.workflows.connected_workers = self._connected_workers()
+        self.add_app_subscriptions(response)
         for initial in self._streams.values():
             subscription = response.subscriptions.add(
                 pubsub_name=initial.pubsub_name,

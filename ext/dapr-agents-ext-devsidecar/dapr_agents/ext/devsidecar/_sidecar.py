@@ -312,6 +312,8 @@ class DevSidecar:
             },
             app_connection=connection_properties(self.app_connection),
         )
+        if self._subscriptions is not None:
+            self._api.add_app_subscriptions = self._subscriptions.add_to_metadata
         interceptors = [ApiTokenInterceptor(self.api_token)] if self.api_token else []
         self._server = grpc.aio.server(
             interceptors=interceptors,

@@ -525,6 +525,21 @@ class AppSubscriptions:
     def metadata(self) -> list[dict[str, object]]:
         return [subscription.metadata_entry() for subscription in self.active]
 
+    def add_to_metadata(self, response: Any) -> None:
+        """Add the subscriptions to a ``GetMetadataResponse`` (before the streaming ones, as daprd)."""
+        from dapr.proto.runtime.v1 import metadata_pb2
+
+        for subscription in self.active:
+            entry = response.subscriptions.add(
+                pubsub_name=subscription.pubsub,
+                topic=subscription.topic,
+                dead_letter_topic=subscription.dead_letter_topic,
+                metadata=subscription.metadata,
+                type=metadata_pb2.PubsubSubscriptionType.Value(subscription.kind),
+            )
+            for rule in subscription.rules:
+                entry.rules.rules.add(match=rule.match.expression if rule.match else "", path=rule.path)
+
     async def close(self) -> None:
         for pubsub, subscriber in self._subscribers:
             pubsub.unsubscribe(subscriber)
