@@ -6,6 +6,7 @@ lists the subscriptions in the metadata."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -384,3 +385,37 @@ def test_get_metadata_lists_them_with_their_types(components: Path, dapr_sidecar
         ("pubsub", "declared-v1", {}, [("", "/v1-orders")], "declared-dead", "DECLARATIVE"),
         ("pubsub", "prog", {"k": "v"}, [('event.type == "x"', "/x"), ("", "/y")], "d", "PROGRAMMATIC"),
     ]
+
+
+def test_raw_payload_subscriptions_get_the_bytes_wrapped_in_data_base64(
+    components: Path, dapr_sidecar_factory
+) -> None:
+    programmatic = [
+        {"pubsubname": "pubsub", "topic": "raw", "route": "/raw", "metadata": {"rawPayload": "true"}}
+    ]
+    with subscriber_app(programmatic) as app:
+        _sidecar, endpoint = start(dapr_sidecar_factory, components, app)
+        publish(endpoint, "raw", {"n": 1}, publish_metadata={"rawPayload": "true"})
+        (request,) = app.wait_for("/raw")
+        assert request.header("Content-Type") == "application/cloudevents+json"
+        event = json.loads(request.body)
+        assert sorted(event) == [
+            "data_base64",
+            "datacontenttype",
+            "id",
+            "pubsubname",
+            "source",
+            "specversion",
+            "topic",
+            "traceid",
+            "tracestate",
+            "type",
+        ]
+        assert base64.b64decode(event["data_base64"]) == b'{"n": 1}'
+        assert event["datacontenttype"] == "application/octet-stream"
+        assert (event["topic"], event["pubsubname"], event["type"], event["source"]) == (
+            "raw",
+            "pubsub",
+            "com.dapr.event.sent",
+            "Dapr",
+        )

@@ -497,6 +497,9 @@ class AppSubscriptions:
         if subscription.metadata.get("rawPayload", "").lower() == "true":
             event.setdefault("topic", subscription.topic)
             event.setdefault("pubsubname", subscription.pubsub)
+            if not event.get("traceparent"):
+                # daprd's raw wrapper only carries a traceparent the message metadata had.
+                event.pop("traceparent", None)
         # daprd's Go HTTP client canonicalises names; its tracing always sends a traceparent.
         traceparent = event.get("traceparent") or event.get("traceid")
         if not isinstance(traceparent, str) or not traceparent:
