@@ -2,8 +2,9 @@
 
 daprd reads every ``*.yaml``/``*.yml`` file directly inside each ``--resources-path`` folder
 (not recursively), each file possibly holding several documents, and keeps the documents with
-``apiVersion: dapr.io/v1alpha1`` of the kinds it handles; other kinds (Subscription,
-Configuration, ...) are skipped so the same folder works with ``dapr run``. A Resiliency counts
+``apiVersion: dapr.io/v1alpha1`` of the kinds it handles (Subscription documents, v1alpha1 and
+v2alpha1, are kept raw for ``_subscriptions``); other kinds (Configuration, ...) are skipped so the
+same folder works with ``dapr run``. A Resiliency counts
 only as the first document of its file: daprd decodes the whole file as one document when it
 looks for one. Components whose ``scopes`` exclude the app id are skipped. Metadata values
 support daprd's ``envRef`` and its placeholders ``{uuid}``, ``{podName}``, ``{namespace}`` and
