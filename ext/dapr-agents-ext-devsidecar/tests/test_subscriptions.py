@@ -419,3 +419,36 @@ def test_raw_payload_subscriptions_get_the_bytes_wrapped_in_data_base64(
             "com.dapr.event.sent",
             "Dapr",
         )
+
+
+def test_cel_comparisons_and_evaluation_errors_as_daprd(components: Path, dapr_sidecar_factory) -> None:
+    routes = {
+        "rules": [
+            {"match": "event.data.size > 1", "path": "/big"},
+            {"match": "event.data.size == 1", "path": "/one"},
+        ],
+        "default": "/small",
+    }
+    subscriptions = [
+        {"pubsubname": "pubsub", "topic": "cel", "routes": routes, "deadLetterTopic": "dead"},
+        {"pubsubname": "pubsub", "topic": "dead", "route": "/dead"},
+    ]
+    with subscriber_app(subscriptions) as app:
+        _sidecar, endpoint = start(dapr_sidecar_factory, components, app)
+        # A missing key and a string compared with a number are CEL errors: dead-lettered.
+        for data in ({"size": 2}, {"size": 1}, {"size": 0}, {"other": 1}, {"size": "x"}, {"size": 1.5}):
+            publish(endpoint, "cel", data)
+        wait_until(lambda: len([r for r in app.received if r.method == "POST"]) >= 6, what="six deliveries")
+        time.sleep(0.3)
+        # Dead letters are published again, so they may arrive after later events.
+        delivered = sorted(
+            (r.path, json.dumps(json.loads(r.body)["data"])) for r in app.received if r.method == "POST"
+        )
+        assert delivered == [
+            ("/big", '{"size": 1.5}'),
+            ("/big", '{"size": 2}'),
+            ("/dead", '{"other": 1}'),
+            ("/dead", '{"size": "x"}'),
+            ("/one", '{"size": 1}'),
+            ("/small", '{"size": 0}'),
+        ]

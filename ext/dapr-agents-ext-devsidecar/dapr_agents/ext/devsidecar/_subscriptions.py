@@ -14,8 +14,9 @@ app's answer into SUCCESS/RETRY/DROP with daprd's mapping:
 - an event no routing rule matches is skipped (and, with a dead-letter topic, sent there).
 
 Routing rules use CEL in daprd. This evaluates the subset the SDK examples use: comparisons
-``event.<field> == <literal>`` / ``!=`` (string, number, bool literals) joined by ``&&``/``||``
-with parentheses; a subscription whose rule falls outside it is refused with an error naming it.
+``event.<field> <op> <literal>`` (``==``, ``!=``, ``<``, ``<=``, ``>``, ``>=``; string, number,
+bool literals) joined by ``&&``/``||`` with parentheses, failing as CEL fails on a missing key or
+mismatched types; a subscription whose rule falls outside it is refused with an error naming it.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class SubscriptionError(ValueError):
 # -- CEL subset ------------------------------------------------------------------------------
 
 _TOKEN = re.compile(
-    r"\s*(?:(?P<op>&&|\|\||==|!=|\(|\))|(?P<str>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')"
+    r"\s*(?:(?P<op>&&|\|\||==|!=|<=|>=|<|>|\(|\))|(?P<str>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')"
     r"|(?P<num>-?\d+(?:\.\d+)?)|(?P<ident>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*))"
 )
 
@@ -139,9 +140,17 @@ def _parse_atom(tokens: list[tuple[str, str]], source: str) -> tuple[Any, list[t
         if not rest or rest[0] != ("op", ")"):
             raise SubscriptionError(f"unsupported routing expression {source!r}: unbalanced parentheses")
         return inner, rest[1:]
-    if len(tokens) < 3 or tokens[1] not in {("op", "=="), ("op", "!=")}:
+    if len(tokens) < 3 or tokens[1][0] != "op" or tokens[1][1] not in _COMPARISONS:
         raise SubscriptionError(f"unsupported routing expression {source!r}")
     return ("cmp", tokens[1][1], _operand(tokens[0], source), _operand(tokens[2], source)), tokens[3:]
+
+
+_COMPARISONS = {"==", "!=", "<", "<=", ">", ">="}
+
+
+class CelError(Exception):
+    """Evaluating a rule failed as CEL fails (no such key, no such overload): daprd then sends
+    the event to the dead-letter topic, or fails its delivery."""
 
 
 def _value(operand: Any, event: Mapping[str, Any]) -> Any:
@@ -150,9 +159,17 @@ def _value(operand: Any, event: Mapping[str, Any]) -> Any:
     value: Any = event
     for name in operand[1]:
         if not isinstance(value, Mapping) or name not in value:
-            return None
+            raise CelError(f"no such key: {name}")
         value = value[name]
     return float(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"  # CEL compares int, uint and double across types
+    return type(value).__name__
 
 
 def _evaluate(tree: Any, event: Mapping[str, Any]) -> bool:
@@ -161,8 +178,14 @@ def _evaluate(tree: Any, event: Mapping[str, Any]) -> bool:
     if tree[0] == "and":
         return _evaluate(tree[1], event) and _evaluate(tree[2], event)
     _, op, left, right = tree
-    equal = _value(left, event) == _value(right, event)
-    return equal if op == "==" else not equal
+    a, b = _value(left, event), _value(right, event)
+    if _kind(a) != _kind(b):
+        raise CelError(f"no such overload: {_kind(a)} {op} {_kind(b)}")
+    if op in {"==", "!="}:
+        return (a == b) == (op == "==")
+    if _kind(a) not in {"number", "str"}:
+        raise CelError(f"no such overload: {_kind(a)} {op} {_kind(b)}")
+    return bool({"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op])
 
 
 # -- subscriptions ---------------------------------------------------------------------------
@@ -443,9 +466,10 @@ class AppSubscriptions:
         event_id = str(event.get("id", ""))
         try:
             path = subscription.route(event)
-        except Exception:  # daprd retries an event whose rule cannot be evaluated
-            _log.exception("error finding a matching route for event %s", event_id)
-            subscriber.acknowledge(event_id, STATUS_RETRY)
+        except CelError as exc:
+            # daprd: to the dead-letter topic if there is one, else the delivery fails.
+            _log.error("error finding matching route for event %s: %s", event_id, exc)
+            subscriber.acknowledge(event_id, STATUS_DROP if subscription.dead_letter_topic else STATUS_RETRY)
             return
         if path is None:
             # daprd skips it as handled, and hands it to the dead-letter topic when there is one.
