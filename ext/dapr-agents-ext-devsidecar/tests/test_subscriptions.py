@@ -452,3 +452,12 @@ def test_cel_comparisons_and_evaluation_errors_as_daprd(components: Path, dapr_s
             ("/one", '{"size": 1}'),
             ("/small", '{"size": 0}'),
         ]
+
+
+def test_bulk_subscribe_is_not_implemented_and_says_so(caplog: pytest.LogCaptureFixture) -> None:
+    from dapr_agents.ext.devsidecar._subscriptions import parse_programmatic
+
+    entry = {"pubsubname": "pubsub", "topic": "t", "route": "/t", "bulkSubscribe": {"enabled": True}}
+    (subscription,) = parse_programmatic([entry])
+    assert subscription.route({}) == "/t"
+    assert "bulkSubscribe, which the dev sidecar does not implement" in caplog.text

@@ -233,6 +233,15 @@ class Subscription:
         return entry
 
 
+def _warn_bulk(enabled: Any, topic: str) -> None:
+    if enabled is True or str(enabled).lower() == "true":
+        _log.warning(
+            "subscription to topic %r asks for bulkSubscribe, which the dev sidecar does not implement: "
+            "its events are posted one by one as single CloudEvents; use --runtime daprd for bulk delivery",
+            topic,
+        )
+
+
 def _rules(routes: Mapping[str, Any] | None, route: str) -> list[Rule]:
     # daprd: the rules in order, then `default` (or, without one, v1's single `route`) last.
     routes = routes or {}
@@ -257,6 +266,10 @@ def parse_programmatic(document: Any) -> list[Subscription]:
             raise SubscriptionError("an entry of the app's /dapr/subscribe answer is not a JSON object")
         # Go's decoder matches keys case-insensitively.
         item = {str(k).lower(): v for k, v in (item or {}).items()}
+        _warn_bulk(
+            {str(k).lower(): v for k, v in (item.get("bulksubscribe") or {}).items()}.get("enabled"),
+            str(item.get("topic", "")),
+        )
         subscriptions.append(
             Subscription(
                 pubsub=str(item.get("pubsubname", "")),
@@ -280,6 +293,7 @@ def parse_programmatic_grpc(response: Any) -> list[Subscription]:
     subscriptions = []
     for item in response.subscriptions:
         rules = [Rule(r.path, Match.compile(r.match) if r.match else None) for r in item.routes.rules]
+        _warn_bulk(item.bulk_subscribe.enabled, item.topic)
         if item.routes.default:
             rules.append(Rule(item.routes.default))
         # daprd gives a gRPC subscription without rules one rule to the empty path.
@@ -338,6 +352,7 @@ def parse_declarative(
         spec = doc.get("spec") or {}
         if not isinstance(spec, dict) or not spec.get("pubsubname") or not spec.get("topic"):
             raise ComponentError(f"{source}: subscription {name!r} needs spec.pubsubname and spec.topic")
+        _warn_bulk((spec.get("bulkSubscribe") or {}).get("enabled"), str(spec["topic"]))
         try:
             rules = _rules(spec.get("routes"), str(spec.get("route") or ""))
         except SubscriptionError as exc:
