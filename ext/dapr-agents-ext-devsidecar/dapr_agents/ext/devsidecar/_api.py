@@ -32,7 +32,7 @@ from ._gojson import go_json_error, normalize_json
 from ._pubsub import (
     CLOUDEVENTS_JSON,
     BusMessage,
-    InMemoryPubSub,
+    PubSub,
     Subscriber,
     build_cloud_event,
     encode_event,
@@ -72,7 +72,7 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
         *,
         app_id: str,
         state_stores: Mapping[str, StateStoreEntry],
-        pubsubs: Mapping[str, InMemoryPubSub],
+        pubsubs: Mapping[str, PubSub],
         conversations: Mapping[str, ConversationBackend],
         components: Sequence[tuple[str, str, str, Sequence[str]]],
         extended_metadata: Mapping[str, str] | None = None,
@@ -422,7 +422,7 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
 
     # -- pub/sub ------------------------------------------------------------------------------
 
-    def _pubsub(self, name: str, metadata: Mapping[str, str]) -> InMemoryPubSub:
+    def _pubsub(self, name: str, metadata: Mapping[str, str]) -> PubSub:
         if not name:
             raise ApiError(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -441,7 +441,7 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
         return pubsub
 
     def _bus_message(
-        self, pubsub: InMemoryPubSub, topic: str, data: bytes, content_type: str, metadata: dict[str, str]
+        self, pubsub: PubSub, topic: str, data: bytes, content_type: str, metadata: dict[str, str]
     ) -> BusMessage:
         raw = metadata.get("rawPayload", "")
         if raw and raw.lower() not in _GO_BOOLS:
@@ -575,11 +575,20 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
             if not initial.topic:
                 raise ApiError(grpc.StatusCode.UNKNOWN, "topic is required")
             pubsub = self._pubsub(initial.pubsub_name, dict(initial.metadata))
+            try:
+                subscriber = await pubsub.subscribe(
+                    initial.topic, initial.dead_letter_topic, dict(initial.metadata)
+                )
+            except RuntimeError as exc:  # the broker refused (Redis unreachable, a wrong key type)
+                raise ApiError(
+                    grpc.StatusCode.UNKNOWN,
+                    f"failed to create subscription for {initial.pubsub_name}: "
+                    f"failed to subscribe to topic {initial.topic}: {exc}",
+                ) from exc
         except ApiError as error:
             await abort(context, error)
         connection_id = next(self._connection_ids)
         self._streams[connection_id] = initial
-        subscriber = pubsub.subscribe(initial.topic, initial.dead_letter_topic, dict(initial.metadata))
         outcome: dict[str, str] = {}
 
         async def read_acks() -> None:

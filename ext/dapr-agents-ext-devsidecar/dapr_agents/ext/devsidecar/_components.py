@@ -41,6 +41,7 @@ SUPPORTED_TYPES: Mapping[str, tuple[str, ...]] = {
     "state.sqlite": ("v1",),
     "state.redis": ("v1",),
     "pubsub.in-memory": ("v1",),
+    "pubsub.redis": ("v1",),
     "conversation.echo": ("v1",),
     "conversation.openai": ("v1",),
     "secretstores.local.file": ("v1",),

@@ -1,23 +1,31 @@
-"""``pubsub.in-memory`` with daprd's CloudEvent envelope and streaming-delivery rules.
+"""Pub/sub as daprd's runtime does it around a component: the CloudEvent envelope, the delivery
+rules shared by every component (:class:`PubSub`), and ``pubsub.in-memory``.
 
 What daprd does, and so what this does:
 - Publishing wraps the payload in a CloudEvent (``build_cloud_event``) and hands the JSON bytes
-  to the component, which fans them out to every current subscriber of the topic; an event
-  published while nobody subscribes is gone. Each streaming subscription is a subscriber of its
-  own, so several streams to one topic (from one client or several) each get every event.
-- Each subscriber receives one event at a time: a publish waits while a subscriber of the topic
-  is still handling the previous event (daprd's in-memory bus holds a per-handler lock).
-- An acknowledgement of ``SUCCESS`` ends a delivery. ``RETRY`` is an error: it is redelivered
-  only under a resiliency retry policy targeting the component's inbound direction; when
-  retries are spent (or there is no policy) the original event goes to the subscription's
-  dead-letter topic, or is lost without one. ``DROP`` goes to the dead-letter topic when there
-  is one and is otherwise discarded. Events in flight when a stream closes are lost.
+  to the component. ``pubsub.in-memory`` fans them out to every current subscriber of the topic;
+  an event published while nobody subscribes is gone. Each streaming subscription is a
+  subscriber of its own, so several streams to one topic (from one client or several) each get
+  every event. (``pubsub.redis``, in ``_pubsub_redis``, keeps them in Redis streams instead.)
+- ``pubsub.in-memory`` gives each subscriber one event at a time: a publish waits while a
+  subscriber of the topic is still handling the previous event (daprd's in-memory bus holds a
+  per-handler lock).
+- Handing an event to a subscriber (:meth:`PubSub.deliver`, the same for every component): an
+  acknowledgement of ``SUCCESS`` ends a delivery. ``RETRY`` is an error: it is redelivered only
+  under a resiliency retry policy targeting the component's inbound direction; when retries are
+  spent (or there is no policy) the original event goes to the subscription's dead-letter topic,
+  or the delivery fails without one. ``DROP`` goes to the dead-letter topic when there is one and
+  is otherwise discarded. The component learns how it ended (an :class:`Outcome`): the in-memory
+  bus forgets the event whatever happened (events in flight when a stream closes are lost), Redis
+  acknowledges it or leaves it pending.
 """
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import base64
+import enum
 import json
 import logging
 import uuid
@@ -222,40 +230,176 @@ class Subscriber:
         return True
 
 
+class Outcome(enum.Enum):
+    """How one delivery of one message to one subscriber ended, as the broker sees it."""
+
+    #: Handled (SUCCESS, DROP, dead-lettered, expired): daprd's handler returned no error.
+    DONE = "done"
+    #: RETRY (or no answer within the resiliency timeout) until the policy gave up, and no
+    #: dead-letter topic: daprd's handler returned an error.
+    FAILED = "failed"
+    #: The stream closed before the app settled the event: daprd's handler waited for the
+    #: subscription to end and returned the context's error.
+    ABANDONED = "abandoned"
+
+
 class _StreamClosedError(Exception):
     pass
 
 
-class InMemoryPubSub:
+def _raw_payload_flag(metadata: Mapping[str, str] | None) -> bool:
+    return str((metadata or {}).get("rawPayload", "")).lower() == "true"
+
+
+class PubSub(abc.ABC):
+    """What daprd's runtime does around a pub/sub component, whatever the broker.
+
+    Subclasses are the brokers: they store and route messages (``publish``), register
+    subscribers and decide when a message is handed to one. Handing it over is the same
+    everywhere and lives here (:meth:`deliver`): the CloudEvent a subscriber gets, the
+    resiliency inbound policy (timeout and retries), the dead-letter topic.
+    """
+
+    #: The component's features as GetMetadata lists them.
+    capabilities: tuple[str, ...] = ()
+
+    def __init__(self, component: Component, inbound: ComponentPolicy | None = None) -> None:
+        self.name = component.name
+        self.type = component.type
+        self._inbound = inbound or ComponentPolicy()
+
+    @abc.abstractmethod
+    async def subscribe(
+        self, topic: str, dead_letter_topic: str = "", metadata: Mapping[str, str] | None = None
+    ) -> Subscriber:
+        """Register a streaming subscription; it gets messages until :meth:`unsubscribe`."""
+
+    @abc.abstractmethod
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        """End a subscription; deliveries waiting for its acknowledgement end ``ABANDONED``."""
+
+    @abc.abstractmethod
+    async def publish(self, topic: str, message: BusMessage) -> None:
+        """Hand ``message`` to the broker; ``RuntimeError`` when it cannot take it."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Stop delivering and release the broker's resources."""
+
+    @staticmethod
+    def _cancel_pending(subscriber: Subscriber) -> None:
+        subscriber.closed = True
+        for future in subscriber.pending.values():
+            if not future.done():
+                future.cancel()
+
+    async def _attempt(self, subscriber: Subscriber, event: dict[str, Any]) -> int:
+        if subscriber.closed:
+            raise _StreamClosedError
+        event_id = str(event.get("id", ""))
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        subscriber.pending[event_id] = future
+        try:
+            await subscriber.outbox.put(event)
+            if self._inbound.timeout is not None:
+                return await asyncio.wait_for(future, self._inbound.timeout)
+            return await future
+        except asyncio.CancelledError:
+            if subscriber.closed:
+                raise _StreamClosedError from None
+            raise
+        except asyncio.TimeoutError:
+            return STATUS_RETRY
+        finally:
+            if subscriber.pending.get(event_id) is future:
+                del subscriber.pending[event_id]
+
+    async def deliver(self, subscriber: Subscriber, topic: str, message: BusMessage) -> Outcome:
+        """Hand one message to one subscriber by daprd's rules and say how it ended."""
+        try:
+            event = parse_delivered_event(message, subscriber.raw_payload)
+        except ValueError as exc:
+            _log.warning("cannot deliver a message on %s/%s: %s", self.name, topic, exc)
+            return await self._dead_letter_or_fail(subscriber, message, "unparseable")
+        if _expired(event):
+            await self._dead_letter_or_fail(subscriber, message, "expired")
+            return Outcome.DONE
+        retries = 0
+        policy = self._inbound.retry
+        while True:
+            try:
+                status = await self._attempt(subscriber, event)
+            except _StreamClosedError:
+                return Outcome.ABANDONED
+            if status == STATUS_SUCCESS:
+                return Outcome.DONE
+            if status == STATUS_DROP:
+                await self._dead_letter_or_fail(subscriber, message, "dropped by the subscriber")
+                return Outcome.DONE
+            retries += 1
+            if policy is None or not policy.allows(retries):
+                break
+            await asyncio.sleep(policy.delay(retries))
+        return await self._dead_letter_or_fail(subscriber, message, f"RETRY after {retries} attempt(s)")
+
+    async def _dead_letter_or_fail(self, subscriber: Subscriber, message: BusMessage, why: str) -> Outcome:
+        """Send ``message`` to the subscription's dead-letter topic: ``DONE`` when it went there,
+        ``FAILED`` when there is none (or it could not be published)."""
+        if subscriber.dead_letter_topic and not subscriber.closed:
+            _log.info(
+                "event on %s/%s (%s) sent to dead-letter topic %s",
+                self.name,
+                subscriber.topic,
+                why,
+                subscriber.dead_letter_topic,
+            )
+            try:
+                await self._publish_dead_letter(subscriber, message)
+            except RuntimeError as exc:
+                _log.error(
+                    "error sending a message to dead-letter topic %s of %s/%s: %s",
+                    subscriber.dead_letter_topic,
+                    self.name,
+                    subscriber.topic,
+                    exc,
+                )
+                return Outcome.FAILED
+            return Outcome.DONE
+        _log.warning("event on %s/%s (%s) discarded: no dead-letter topic", self.name, subscriber.topic, why)
+        return Outcome.FAILED
+
+    async def _publish_dead_letter(self, subscriber: Subscriber, message: BusMessage) -> None:
+        await self.publish(subscriber.dead_letter_topic, message)
+
+
+class InMemoryPubSub(PubSub):
     """A ``pubsub.in-memory`` component."""
 
     capabilities = ("SUBSCRIBE_WILDCARDS",)
 
     def __init__(self, component: Component, inbound: ComponentPolicy | None = None) -> None:
-        self.name = component.name
-        self._inbound = inbound or ComponentPolicy()
+        super().__init__(component, inbound)
         self._subscribers: dict[str, list[Subscriber]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
-    def subscribe(
+    async def subscribe(
         self, topic: str, dead_letter_topic: str = "", metadata: Mapping[str, str] | None = None
     ) -> Subscriber:
-        raw = str((metadata or {}).get("rawPayload", "")).lower() == "true"
         subscriber = Subscriber(
-            pubsub=self.name, topic=topic, dead_letter_topic=dead_letter_topic, raw_payload=raw
+            pubsub=self.name,
+            topic=topic,
+            dead_letter_topic=dead_letter_topic,
+            raw_payload=_raw_payload_flag(metadata),
         )
         self._subscribers.setdefault(topic, []).append(subscriber)
         return subscriber
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        subscriber.closed = True
         subscribers = self._subscribers.get(subscriber.topic, [])
         if subscriber in subscribers:
             subscribers.remove(subscriber)
-        for future in subscriber.pending.values():
-            if not future.done():
-                future.cancel()
+        self._cancel_pending(subscriber)
 
     def _matching(self, topic: str) -> list[Subscriber]:
         matched = list(self._subscribers.get(topic, ()))
@@ -280,77 +424,21 @@ class InMemoryPubSub:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _attempt(self, subscriber: Subscriber, event: dict[str, Any]) -> int:
-        if subscriber.closed:
-            raise _StreamClosedError
-        event_id = str(event.get("id", ""))
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        subscriber.pending[event_id] = future
-        try:
-            await subscriber.outbox.put(event)
-            if self._inbound.timeout is not None:
-                return await asyncio.wait_for(future, self._inbound.timeout)
-            return await future
-        except asyncio.CancelledError:
-            if subscriber.closed:
-                raise _StreamClosedError from None
-            raise
-        except asyncio.TimeoutError:
-            return STATUS_RETRY
-        finally:
-            if subscriber.pending.get(event_id) is future:
-                del subscriber.pending[event_id]
-
     async def _deliver(self, subscriber: Subscriber, topic: str, message: BusMessage) -> None:
+        # An event gone from memory is gone whatever the outcome: events in flight when a stream
+        # closes are lost, as with daprd's in-memory bus.
         try:
-            try:
-                event = parse_delivered_event(message, subscriber.raw_payload)
-            except ValueError as exc:
-                _log.warning("cannot deliver a message on %s/%s: %s", self.name, topic, exc)
-                await self._dead_letter_or_drop(subscriber, message, "unparseable")
-                return
-            if _expired(event):
-                await self._dead_letter_or_drop(subscriber, message, "expired")
-                return
-            retries = 0
-            policy = self._inbound.retry
-            while True:
-                try:
-                    status = await self._attempt(subscriber, event)
-                except _StreamClosedError:
-                    return  # daprd loses in-flight events of a closed stream
-                if status == STATUS_SUCCESS:
-                    return
-                if status == STATUS_DROP:
-                    await self._dead_letter_or_drop(subscriber, message, "dropped by the subscriber")
-                    return
-                retries += 1
-                if policy is None or not policy.allows(retries):
-                    break
-                await asyncio.sleep(policy.delay(retries))
-            await self._dead_letter_or_drop(subscriber, message, f"RETRY after {retries} attempt(s)")
+            await self.deliver(subscriber, topic, message)
         finally:
             subscriber.busy.release()
 
-    async def _dead_letter_or_drop(self, subscriber: Subscriber, message: BusMessage, why: str) -> None:
-        if subscriber.dead_letter_topic and not subscriber.closed:
-            _log.info(
-                "event on %s/%s (%s) sent to dead-letter topic %s",
-                self.name,
-                subscriber.topic,
-                why,
-                subscriber.dead_letter_topic,
-            )
-            # Released first so a dead-letter topic equal to the topic cannot deadlock.
-            subscriber.busy.release()
-            try:
-                await self.publish(subscriber.dead_letter_topic, message)
-            finally:
-                await subscriber.busy.acquire()
-        else:
-            _log.warning(
-                "event on %s/%s (%s) discarded: no dead-letter topic", self.name, subscriber.topic, why
-            )
+    async def _publish_dead_letter(self, subscriber: Subscriber, message: BusMessage) -> None:
+        # Released first so a dead-letter topic equal to the topic cannot deadlock.
+        subscriber.busy.release()
+        try:
+            await super()._publish_dead_letter(subscriber, message)
+        finally:
+            await subscriber.busy.acquire()
 
     async def close(self) -> None:
         self._closed = True
@@ -361,3 +449,17 @@ class InMemoryPubSub:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def open_pubsub(component: Component, inbound: ComponentPolicy | None, *, app_id: str) -> PubSub:
+    """Create and connect the pub/sub for ``component`` (``ComponentError`` when it cannot start,
+    as daprd fails the component's init)."""
+    if component.type == "pubsub.in-memory":
+        return InMemoryPubSub(component, inbound)
+    if component.type == "pubsub.redis":
+        from ._pubsub_redis import RedisPubSub
+
+        pubsub = RedisPubSub(component, inbound, app_id=app_id)
+        await pubsub.open()
+        return pubsub
+    raise ComponentError(f"{component.source}: component {component.name!r}: no pub/sub for {component.type}")

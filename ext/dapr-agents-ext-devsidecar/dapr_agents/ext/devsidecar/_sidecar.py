@@ -29,7 +29,7 @@ from ._http import HttpApiServer
 from ._invoke import ServiceInvocation
 from ._lock import LockBlock, RedisLockStore, open_lock_store
 from ._nameresolution import Registry
-from ._pubsub import InMemoryPubSub
+from ._pubsub import PubSub, open_pubsub
 from ._secrets import SecretsBlock, load_secret_scopes, open_secret_stores, resolve_secret_refs
 from ._state import StateBackend
 from ._state_memory import InMemoryStateBackend
@@ -155,7 +155,7 @@ class DevSidecar:
         self._http: HttpApiServer | None = None
         self._api: DaprApi | None = None
         self._stores: dict[str, StateStoreEntry] = {}
-        self._pubsubs: dict[str, InMemoryPubSub] = {}
+        self._pubsubs: dict[str, PubSub] = {}
         self._grpc_port = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -245,8 +245,8 @@ class DevSidecar:
                         component.name, component.type, _state_backend(component), prefix
                     )
                 elif component.category == "pubsub":
-                    self._pubsubs[component.name] = InMemoryPubSub(
-                        component, self._resources.inbound.get(component.name)
+                    self._pubsubs[component.name] = await open_pubsub(
+                        component, self._resources.inbound.get(component.name), app_id=self.app_id
                     )
                 elif component.category == "conversation":
                     conversations[component.name] = _conversation_backend(component, self._env)
