@@ -368,7 +368,11 @@ class RedisPubSub(PubSub):
             if subscriber.closed:
                 continue  # left pending, as daprd's handler does for a subscription that ended
             started = loop.time()
-            outcome = await self.deliver(subscriber, subscriber.topic, message)
+            try:
+                outcome = await self.deliver(subscriber, subscriber.topic, message)
+            except Exception:  # a worker must outlive any one message, as daprd's goroutines do
+                _log.exception("%s: error processing Redis message %s", self._where, entry_id)
+                continue
             if outcome is Outcome.ABANDONED:
                 continue
             if (
