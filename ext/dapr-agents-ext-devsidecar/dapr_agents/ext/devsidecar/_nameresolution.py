@@ -86,6 +86,7 @@ class Registry:
         """Announce that ``app_id``'s sidecar takes internal calls on ``address`` (host:port)."""
         folder = self._folder(app_id, namespace)
         folder.mkdir(parents=True, exist_ok=True)
+        self.addresses(app_id, namespace)  # sweeps what crashed sidecars of this app id left
         pid = os.getpid()
         entry = {
             "appID": app_id,
