@@ -105,6 +105,12 @@ class App:
         time.sleep(0.7)
 
 
+def gaps(times: list[str]) -> set[timedelta]:
+    """The spacings between consecutive fires (every 2 s) that are not 2 s."""
+    parsed = sorted(datetime.strptime(t, "%H:%M:%S") for t in times)
+    return {b - a for a, b in itertools.pairwise(parsed)} - {timedelta(seconds=2)}
+
+
 @pytest.fixture
 def sidecar(tmp_path: Path, dapr_sidecar_factory: Any) -> Iterator[SidecarProcess]:
     folder = write_agent_components(tmp_path / "components", sqlite_path=tmp_path / "state.db")
@@ -136,13 +142,16 @@ def test_app_and_sidecar_kills_neither_double_nor_lose_runs(
         app.publish("evt-2")
         app.publish_until_run("evt-4")
         seen = len(app.fires())
-        wait_until(lambda: len(app.fires()) >= seen + 2, 30, "fires after the sidecar restart")
+        # A fire due while the sidecar was down may run late (on daprd its reminder and the
+        # actor placement come back first); late is allowed, lost is not: wait for the gaps to fill.
+        wait_until(
+            lambda: len(app.fires()) >= seen + 2 and not gaps(app.fires()),
+            60,
+            "fires after the sidecar restart",
+        )
     finally:
         app.kill()
     assert [app.runs(f"evt-{i}") for i in range(1, 5)] == [1, 1, 1, 1]
     times = app.fires()
     assert len(times) == len(set(times)), f"a fire ran twice: {times}"
-    parsed = sorted(datetime.strptime(t, "%H:%M:%S") for t in times)
-    assert {b - a for a, b in itertools.pairwise(parsed)} == {timedelta(seconds=2)}, (
-        f"a fire was missed: {times}"
-    )
+    assert not gaps(times), f"a fire was missed: {times}"
