@@ -49,6 +49,19 @@ def test_the_registry_resolves_live_entries_and_forgets_stale_ones(tmp_path: Pat
     assert registry.resolve("orders") is None
 
 
+def test_registering_sweeps_what_dead_sidecars_left(tmp_path: Path) -> None:
+    registry = Registry(tmp_path)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    folder = tmp_path / "apps" / "default" / "crashed"
+    folder.mkdir(parents=True)
+    stale = folder / f"{dead.stdout.strip()}-5002.json"
+    stale.write_text(json.dumps({"appID": "crashed", "address": "127.0.0.1:5002", "pid": int(dead.stdout)}))
+    registry.register("orders", "", "127.0.0.1:5000")
+    assert not stale.exists()
+
+
 def test_replicas_are_all_resolved(tmp_path: Path) -> None:
     registry = Registry(tmp_path)
     registry.register("orders", "", "127.0.0.1:5000")

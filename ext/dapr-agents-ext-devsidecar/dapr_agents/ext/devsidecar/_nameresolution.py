@@ -86,7 +86,7 @@ class Registry:
         """Announce that ``app_id``'s sidecar takes internal calls on ``address`` (host:port)."""
         folder = self._folder(app_id, namespace)
         folder.mkdir(parents=True, exist_ok=True)
-        self.addresses(app_id, namespace)  # sweeps what crashed sidecars of this app id left
+        self.sweep()
         pid = os.getpid()
         entry = {
             "appID": app_id,
@@ -103,6 +103,18 @@ class Registry:
         os.replace(temporary, path)
         _log.debug("registered app %r at %s in %s", app_id, address, path)
         return Registration(app_id, namespace, address, path)
+
+    def sweep(self) -> None:
+        """Delete every entry whose process is gone (SIGKILLed sidecars leave theirs)."""
+        for path in self.root.glob("*/*/*.json"):
+            try:
+                entry = json.loads(path.read_text())
+                pid, started = int(entry["pid"]), entry.get("started")
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if not _alive(pid, started):
+                with contextlib.suppress(OSError):
+                    path.unlink()
 
     def unregister(self, registration: Registration) -> None:
         with contextlib.suppress(FileNotFoundError):
