@@ -21,13 +21,24 @@ import pytest
 import yaml
 from apps import HttpApp, Received, Reply, answers, endpoint_of, http, unique_id, wait_until
 
-from dapr_agents.ext.devsidecar._nameresolution import Registry, daprd_configuration
+from dapr_agents.ext.devsidecar._nameresolution import Registry, _process_start, daprd_configuration
 from dapr_agents.ext.devsidecar.testing import free_port, sidecar_mode, write_components
 
 CLI = [sys.executable, "-m", "dapr_devsidecar", "run"]
 
 
 # -- the registry -----------------------------------------------------------------------------
+
+
+def _dead_sidecar_entry(app_id: str, address: str) -> dict[str, object]:
+    """An entry as a sidecar writes it, left behind by a SIGKILL: its process is gone. The
+    process's start time keeps the tests right when the machine has reused the pid since."""
+    dead = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    started = _process_start(dead.pid)
+    assert started is not None
+    dead.kill()
+    dead.wait()
+    return {"appID": app_id, "address": address, "pid": dead.pid, "started": started}
 
 
 def test_the_registry_resolves_live_entries_and_forgets_stale_ones(tmp_path: Path) -> None:
@@ -38,11 +49,8 @@ def test_the_registry_resolves_live_entries_and_forgets_stale_ones(tmp_path: Pat
     assert registry.resolve("orders", "other") is None
     assert registry.resolve("payments") is None
     # An entry whose process is gone (a SIGKILLed sidecar) is ignored and removed.
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    )
-    stale = entry.path.with_name(f"{dead.stdout.strip()}-5001.json")
-    stale.write_text(json.dumps({"appID": "orders", "address": "127.0.0.1:5001", "pid": int(dead.stdout)}))
+    stale = entry.path.with_name("dead-5001.json")
+    stale.write_text(json.dumps(_dead_sidecar_entry("orders", "127.0.0.1:5001")))
     assert registry.addresses("orders") == ["127.0.0.1:5000"]
     assert not stale.exists()
     registry.unregister(entry)
@@ -51,13 +59,10 @@ def test_the_registry_resolves_live_entries_and_forgets_stale_ones(tmp_path: Pat
 
 def test_registering_sweeps_what_dead_sidecars_left(tmp_path: Path) -> None:
     registry = Registry(tmp_path)
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
-    )
     folder = tmp_path / "apps" / "default" / "crashed"
     folder.mkdir(parents=True)
-    stale = folder / f"{dead.stdout.strip()}-5002.json"
-    stale.write_text(json.dumps({"appID": "crashed", "address": "127.0.0.1:5002", "pid": int(dead.stdout)}))
+    stale = folder / "dead-5002.json"
+    stale.write_text(json.dumps(_dead_sidecar_entry("crashed", "127.0.0.1:5002")))
     registry.register("orders", "", "127.0.0.1:5000")
     assert not stale.exists()
 

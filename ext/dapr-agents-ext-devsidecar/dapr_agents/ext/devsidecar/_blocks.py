@@ -13,7 +13,7 @@ import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import grpc
 
@@ -123,6 +123,6 @@ class BuildingBlock(Protocol):
     async def close(self) -> None: ...
 
 
-async def abort_with(context: grpc.aio.ServicerContext, error: BlockError) -> Any:
+async def abort_with(context: grpc.aio.ServicerContext, error: BlockError) -> NoReturn:
     """End a gRPC call with a block error (a typed alias of :func:`._status.abort`)."""
     await abort(context, error)
