@@ -131,6 +131,25 @@ def test_wheel_readme_and_requires_python(dist, built_wheels):
     )
 
 
+def test_wheel_carries_the_license(dist, built_wheels):
+    build = built_wheels[dist.name]
+    assert (dist.root / "LICENSE").is_file(), (
+        f"[{dist.name}] no LICENSE in ext/{dist.dir_name}/: copy the Apache-2.0 LICENSE of another distribution"
+    )
+    meta = build.metadata()
+    assert meta.get("License-Expression") == "Apache-2.0", (
+        f"[{dist.name}] {build.wheel.name}: METADATA License-Expression is {meta.get('License-Expression')!r}; "
+        f'set `license = "Apache-2.0"` in ext/{dist.dir_name}/pyproject.toml'
+    )
+    shipped = [n for n in build.names() if re.fullmatch(r"[^/]+\.dist-info/licenses/LICENSE", n)]
+    assert shipped, (
+        f"[{dist.name}] {build.wheel.name}: the wheel does not ship LICENSE in its .dist-info/licenses/"
+    )
+    assert build.read_text(shipped[0]) == (dist.root / "LICENSE").read_text(), (
+        f"[{dist.name}] {build.wheel.name}: the shipped LICENSE differs from ext/{dist.dir_name}/LICENSE"
+    )
+
+
 def test_only_triggers_depends_on_dapr_agents(dist, built_wheels):
     build = built_wheels[dist.name]
     unconditional = []
