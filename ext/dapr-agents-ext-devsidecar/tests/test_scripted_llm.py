@@ -649,6 +649,22 @@ def test_cli_main(tmp_path: Path) -> None:
         assert proc.wait(timeout=5) == 0
 
 
+def test_llm_help_names_the_command_users_type(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "dapr_devsidecar", "llm", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("usage: dapr-devsidecar llm "), done.stdout
+
+
 def test_main_rejects_bad_script(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         main(["--script", str(tmp_path / "missing.json")])

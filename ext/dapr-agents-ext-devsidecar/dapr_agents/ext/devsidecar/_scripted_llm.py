@@ -942,7 +942,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``scripted LLM listening on <base_url>`` once ready.
     """
     parser = argparse.ArgumentParser(
-        prog="scripted-llm", description="Serve a scripted OpenAI-compatible chat-completions API."
+        prog="dapr-devsidecar llm", description="Serve a scripted OpenAI-compatible chat-completions API."
     )
     parser.add_argument("--script", type=Path, help="JSON or YAML file with the replies")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
