@@ -1,0 +1,43 @@
+"""A2A on Dapr.
+
+Any Dapr-hosted agent as an A2A server whose tasks are Dapr workflow instances
+(:func:`serve_a2a`), and any A2A agent as a tool called through Dapr service invocation
+(:func:`a2a_agent_tool`), with adapters for LangChain / LangGraph, OpenAI Agents, CrewAI and
+Dapr workflows (a dapr-agents ``DurableAgent``). Built on the official ``a2a-sdk``; it does not
+import dapr-agents.
+"""
+
+from ._errors import (
+    A2ACallError,
+    A2ACallTimeout,
+    A2AExtError,
+    A2AInputRequired,
+    A2ATaskFailed,
+    AgentCardError,
+    MissingExtraError,
+)
+from ._server import AGENT_CARD_PATH, DEFAULT_RPC_PATH, A2AServer, DaprTaskRequestHandler, serve_a2a
+from ._task import DEFAULT_RETRY_POLICY, REPLY_EVENT, A2ACall, InputRequired, message_text, task_workflow_name
+from .version import __version__
+
+__all__ = [
+    "AGENT_CARD_PATH",
+    "DEFAULT_RETRY_POLICY",
+    "DEFAULT_RPC_PATH",
+    "REPLY_EVENT",
+    "A2ACall",
+    "A2ACallError",
+    "A2ACallTimeout",
+    "A2AExtError",
+    "A2AInputRequired",
+    "A2AServer",
+    "A2ATaskFailed",
+    "AgentCardError",
+    "DaprTaskRequestHandler",
+    "InputRequired",
+    "MissingExtraError",
+    "__version__",
+    "message_text",
+    "serve_a2a",
+    "task_workflow_name",
+]
