@@ -30,6 +30,7 @@ from typing import Any
 
 import grpc
 
+from ._acl import AccessControlList, Caller
 from ._app_channel import (
     EMPTY_TRACEPARENT,
     HOP_BY_HOP,
@@ -51,6 +52,10 @@ from ._status import ApiError
 
 _log = logging.getLogger(__name__)
 
+#: How a proxied gRPC call tells the callee's dev sidecar the caller's namespace (daprd reads it
+#: from the caller's certificate); never forwarded to the app.
+_CALLER_NAMESPACE = "dapr-devsidecar-caller-namespace"
+
 #: The one unary method of the internal port; everything else there is proxied to the app.
 CALL_LOCAL = "/dapr.devsidecar.internal.v1.ServiceInvocation/CallLocal"
 
@@ -58,7 +63,12 @@ _VERBS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE",
 
 
 class InvokeError(Exception):
-    """A failed invocation; ``str()`` is the ``err:`` part of daprd's message."""
+    """A failed invocation; ``str()`` is the ``err:`` part of daprd's message. ``permission_denied``:
+    the callee's access control list refused it (daprd answers HTTP callers 403 then, not 500)."""
+
+    def __init__(self, message: str, *, permission_denied: bool = False) -> None:
+        super().__init__(message)
+        self.permission_denied = permission_denied
 
 
 def error_message(app_id: str, error: str) -> str:
@@ -165,9 +175,13 @@ def decode_invocation(payload: bytes) -> Invocation:
     )
 
 
-def encode_reply(reply: AppReply | None, error: str | None = None) -> bytes:
+#: The gRPC status codes an internal ``CallLocal`` failure carries, by grpc-go name.
+INTERNAL, PERMISSION_DENIED = "Internal", "PermissionDenied"
+
+
+def encode_reply(reply: AppReply | None, error: str | None = None, code: str = INTERNAL) -> bytes:
     if reply is None:
-        return _pack({"error": error or "unknown error"}, b"")
+        return _pack({"error": error or "unknown error", "code": code}, b"")
     header = {
         "protocol": reply.protocol,
         "status": reply.status,
@@ -180,10 +194,13 @@ def encode_reply(reply: AppReply | None, error: str | None = None) -> bytes:
     return _pack(header, reply.body)
 
 
-def decode_reply(payload: bytes) -> AppReply | str:
+def decode_reply(payload: bytes) -> AppReply | InvokeError:
     header, body = _unpack(payload)
     if "error" in header:
-        return str(header["error"])
+        code = str(header.get("code") or INTERNAL)
+        return InvokeError(
+            f"rpc error: code = {code} desc = {header['error']}", permission_denied=code == PERMISSION_DENIED
+        )
     return AppReply(
         protocol=header["protocol"],
         status=header["status"],
@@ -331,6 +348,8 @@ class ServiceInvocation:
         channel: AppChannel | None,
         registry: Registry | None,
         internal_port: int = 0,
+        access_control: AccessControlList | None = None,
+        mtls: bool = False,
     ) -> None:
         self.app_id = app_id
         self.namespace = namespace
@@ -338,6 +357,8 @@ class ServiceInvocation:
         self.channel = channel
         self.app = channel.connection if channel is not None else None
         self.registry = registry
+        self.access_control = access_control
+        self.mtls = mtls
         self._requested_internal_port = internal_port
         self.internal_port = 0
         self._internal: grpc.aio.Server | None = None
@@ -436,8 +457,8 @@ class ServiceInvocation:
                 await self._drop_peer(address)
                 continue
             decoded = decode_reply(payload)
-            if isinstance(decoded, str):
-                raise InvokeError(f"rpc error: code = Internal desc = {decoded}")
+            if isinstance(decoded, InvokeError):
+                raise decoded
             return decoded
         raise InvokeError(
             f"failed to invoke target {app_id} after {attempts} retries. Error: rpc error: code = "
@@ -452,14 +473,37 @@ class ServiceInvocation:
         except AppChannelError as exc:
             raise InvokeError(str(exc)) from exc
 
-    async def _serve_local(self, invocation: Invocation) -> AppReply | str:
-        # The callee side of a sidecar-to-sidecar call: daprd's CallLocal.
+    def _caller(self, metadata: Metadata, namespace_key: str = "dapr-caller-namespace") -> Caller | None:
+        """The calling app as daprd knows it from its mTLS certificate; None without mTLS (daprd
+        then has no caller identity). Between dev sidecars: what the calling sidecar states."""
+        if not self.mtls:
+            return None
+        app_id = next((v for k, v in metadata if k.lower() == "dapr-caller-app-id"), "")
+        namespace = next((v for k, v in metadata if k.lower() == namespace_key), "")
+        if not isinstance(app_id, str) or not app_id:
+            return None
+        return Caller(app_id, namespace if isinstance(namespace, str) and namespace else "default")
+
+    def _denial(self, caller: Caller | None, operation: str, verb: str | None) -> str | None:
+        if self.access_control is None:
+            return None
+        return self.access_control.denial(caller, operation, verb)
+
+    async def _serve_local(self, invocation: Invocation) -> AppReply | tuple[str, str]:
+        # The callee side of a sidecar-to-sidecar call: daprd's CallLocal (app channel, then ACL).
         if self.channel is None:
-            return "app channel is not initialized"
+            return "app channel is not initialized", INTERNAL
+        try:
+            invocation.method = normalize_method(invocation.method)
+        except InvokeError as exc:
+            return str(exc).removeprefix("rpc error: code = InvalidArgument desc = "), "InvalidArgument"
+        denied = self._denial(self._caller(invocation.metadata), invocation.method, invocation.verb)
+        if denied is not None:
+            return denied, PERMISSION_DENIED
         try:
             return await self.channel.invoke(invocation)
         except AppChannelError as exc:
-            return f"error invoking app channel: {exc}"
+            return f"error invoking app channel: {exc}", INTERNAL
 
     def _add_forwarding_metadata(self, invocation: Invocation, callee: str) -> None:
         metadata = invocation.metadata
@@ -526,7 +570,9 @@ class ServiceInvocation:
         try:
             reply = await self.invoke(app_id, invocation)
         except InvokeError as exc:
-            return _json_error(500, "ERR_DIRECT_INVOKE", error_message(app_id, str(exc)))
+            # daprd keeps ERR_DIRECT_INVOKE but answers 403 for the callee's access control denial.
+            status = 403 if exc.permission_denied else 500
+            return _json_error(status, "ERR_DIRECT_INVOKE", error_message(app_id, str(exc)))
         return http_reply(reply, traceparent, head=verb == "HEAD")
 
     # -- gRPC: InvokeService ------------------------------------------------------------------
@@ -619,14 +665,20 @@ class ServiceInvocation:
         with contextlib.suppress(InvokeError):
             app_id, namespace = self._split_target(target)
         if self._is_self(app_id, namespace):
-            async for message in self._proxy_to_app(method, requests, context, metadata):
+            # daprd applies the access control list here too, with no caller identity (the API
+            # port has no mTLS): only its defaultAction.
+            async for message in self._proxy_to_app(method, requests, context, metadata, None):
                 yield message
             return
         address = self.registry.resolve(app_id, namespace) if self.registry is not None else None
         if address is None:
             await context.abort(grpc.StatusCode.UNKNOWN, f"timeout waiting for address for app id {app_id}")
         assert address is not None
-        metadata += [("dapr-caller-app-id", self.app_id), ("dapr-callee-app-id", app_id)]
+        metadata += [
+            ("dapr-caller-app-id", self.app_id),
+            ("dapr-callee-app-id", app_id),
+            (_CALLER_NAMESPACE, self.namespace or "default"),
+        ]
         async for message in _relay(self._peer(address), method, requests, context, metadata):
             yield message
 
@@ -636,7 +688,14 @@ class ServiceInvocation:
         requests: AsyncIterator[bytes],
         context: grpc.aio.ServicerContext,
         metadata: Metadata,
+        caller: Caller | None,
     ) -> AsyncIterator[bytes]:
+        if self.access_control is not None:
+            with contextlib.suppress(InvokeError):
+                method = normalize_method(method)
+            denied = self._denial(caller, method, None)
+            if denied is not None:
+                await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
         channel = self.channel
         if not isinstance(channel, GrpcAppChannel) or channel.channel is None:
             port = self.app.port if self.app is not None else 0
@@ -746,13 +805,15 @@ class _InternalHandler(grpc.GenericRpcHandler):
         except (ValueError, KeyError, TypeError) as exc:
             return encode_reply(None, f"malformed internal request: {exc}")
         result = await self._invocation._serve_local(invocation)
-        return encode_reply(None, result) if isinstance(result, str) else encode_reply(result)
+        return encode_reply(None, *result) if isinstance(result, tuple) else encode_reply(result)
 
     def _proxy_to_app(
         self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
     ) -> AsyncIterator[bytes]:
-        metadata = [(k, v) for k, v in (context.invocation_metadata() or ()) if _forwardable(k, v)]
-        return self._invocation._proxy_to_app(method, requests, context, metadata)
+        incoming = list(context.invocation_metadata() or ())
+        caller = self._invocation._caller(incoming, _CALLER_NAMESPACE)
+        metadata = [(k, v) for k, v in incoming if _forwardable(k, v) and k != _CALLER_NAMESPACE]
+        return self._invocation._proxy_to_app(method, requests, context, metadata, caller)
 
 
 #: Signature of the HTTP server's fallback hook.

@@ -18,18 +18,17 @@ import json
 import logging
 import math
 import os
-import re
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import grpc
-import yaml
 from dapr.proto.runtime.v1 import secret_pb2
 
 from ._blocks import BlockError, HttpRequest, HttpResponse, Route, abort_with, json_response, route
 from ._components import Component, _placeholders
+from ._config_file import read_configuration
 from ._errors import ComponentError
 
 _log = logging.getLogger(__name__)
@@ -336,30 +335,14 @@ class SecretScope:
         return self.default_access.lower() != "deny"
 
 
-_ENV_REFERENCE = re.compile(r"\$\{([^}]*)\}|\$([A-Za-z0-9_]+)")
-
-
 def load_secret_scopes(path: str | os.PathLike[str], env: Mapping[str, str]) -> dict[str, SecretScope]:
     """Read the secret scopes of a Configuration file (``--config``), as daprd does: with
     ``$VAR``/``${VAR}`` expanded from the environment first."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ComponentError(f"configuration file {source!r}: {exc.strerror or exc}") from exc
-    text = _ENV_REFERENCE.sub(lambda m: env.get(m.group(1) or m.group(2), ""), text)
-    try:
-        document = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ComponentError(f"configuration file {source!r}: not valid YAML: {exc}") from exc
-    spec = (document.get("spec") or {}) if isinstance(document, dict) else {}
-    ignored = sorted(name for name in spec if name != "secrets")
-    if ignored:
-        _log.warning(
-            "configuration file %s: the dev sidecar applies only spec.secrets; ignored: %s",
-            source,
-            ", ".join(ignored),
-        )
+    return secret_scopes(read_configuration(path, env), str(path))
+
+
+def secret_scopes(spec: Mapping[str, Any], source: str) -> dict[str, SecretScope]:
+    """``spec.secrets.scopes`` of a Configuration document's spec."""
     secrets = spec.get("secrets") or {}
     scopes: dict[str, SecretScope] = {}
     for item in secrets.get("scopes") or ():

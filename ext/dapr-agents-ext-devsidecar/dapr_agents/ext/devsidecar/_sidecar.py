@@ -18,10 +18,12 @@ from dapr.ext.workflow._durabletask.internal.orchestrator_service_pb2_grpc impor
 )
 from dapr.proto.runtime.v1 import dapr_pb2_grpc
 
+from ._acl import parse_access_control
 from ._api import DAPR_RUNTIME_VERSION, DaprApi, StateStoreEntry
 from ._app_channel import AppChannel, AppConnection, AppHealthCheck, connection_properties, open_channel
 from ._auth import ApiTokenInterceptor
 from ._components import Component, Resources, load_resources
+from ._config_file import read_configuration
 from ._configuration import ConfigurationBlock, RedisConfigurationStore, open_configuration_store
 from ._conversation import ConversationBackend, EchoConversation, OpenAIConversation
 from ._errors import ComponentError
@@ -30,7 +32,7 @@ from ._invoke import ServiceInvocation
 from ._lock import LockBlock, RedisLockStore, open_lock_store
 from ._nameresolution import Registry
 from ._pubsub import PubSub, open_pubsub
-from ._secrets import SecretsBlock, load_secret_scopes, open_secret_stores, resolve_secret_refs
+from ._secrets import SecretsBlock, open_secret_stores, resolve_secret_refs, secret_scopes
 from ._state import StateBackend
 from ._state_memory import InMemoryStateBackend
 from ._subscriptions import AppSubscriptions, parse_declarative
@@ -102,7 +104,9 @@ class DevSidecar:
     it when ``app_health_check`` is true (or an :class:`AppHealthCheck`). Other apps reach it by
     app id through the machine's registry in ``registry_home`` (``DAPR_DEVSIDECAR_HOME`` or
     ``~/.dapr/devsidecar``), sidecar to sidecar over ``internal_grpc_port``. ``config`` is a
-    Dapr Configuration file (``--config``); the dev sidecar applies its secret scopes.
+    Dapr Configuration file (``--config``); the dev sidecar applies its secret scopes and its
+    service-invocation access control (``accessControl``), whose per-app policies need
+    ``enable_mtls`` (daprd's ``--enable-mtls``) as on daprd.
     """
 
     def __init__(
@@ -125,6 +129,7 @@ class DevSidecar:
         internal_grpc_port: int = 0,
         registry_home: str | os.PathLike[str] | None = None,
         config: str | os.PathLike[str] | None = None,
+        enable_mtls: bool = False,
     ) -> None:
         self.app_id = app_id
         self.host = host
@@ -162,6 +167,13 @@ class DevSidecar:
         self._stopped: asyncio.Event | None = None
         self._engine: WorkflowEngine | None = None
         self._config_path = config
+        self._config_spec = read_configuration(config, self._env) if config else {}
+        #: daprd's ``--enable-mtls``: callers are identified (here: by what their sidecar states),
+        #: so the access control list's per-app policies apply; without it only its defaultAction.
+        self.enable_mtls = enable_mtls
+        self.access_control = parse_access_control(
+            self._config_spec, str(config or ""), is_http=app_protocol != "grpc"
+        )
         # Secrets, configuration and locks: each serves its own gRPC methods and HTTP routes.
         self._blocks: list[SecretsBlock | ConfigurationBlock | LockBlock] = []
         self._capabilities: dict[str, Sequence[str]] = {}
@@ -291,6 +303,8 @@ class DevSidecar:
             channel=self.app_channel,
             registry=Registry(self._registry_home),
             internal_port=self._internal_grpc_port,
+            access_control=self.access_control,
+            mtls=self.enable_mtls,
         )
         try:
             if self.app_channel is not None:
@@ -361,7 +375,7 @@ class DevSidecar:
         """Open the secret stores, resolve ``secretKeyRef`` metadata (daprd's order: secret stores
         first, each after the store it reads from), then the configuration and lock stores."""
         secret_stores = open_secret_stores(self.components, self.app_id, self._env)
-        scopes = load_secret_scopes(self._config_path, self._env) if self._config_path else {}
+        scopes = secret_scopes(self._config_spec, str(self._config_path or ""))
         self.components = [
             c
             if c.category == "secretstores"
