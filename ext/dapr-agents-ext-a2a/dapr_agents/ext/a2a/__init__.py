@@ -7,6 +7,8 @@ Dapr workflows (a dapr-agents ``DurableAgent``). Built on the official ``a2a-sdk
 import dapr-agents.
 """
 
+from ._activity import activity_message_id, call_a2a_agent, register_a2a_activity
+from ._client import A2AAgentTool, A2AResult, a2a_agent_tool, message_id_for
 from ._errors import (
     A2ACallError,
     A2ACallTimeout,
@@ -25,11 +27,13 @@ __all__ = [
     "DEFAULT_RETRY_POLICY",
     "DEFAULT_RPC_PATH",
     "REPLY_EVENT",
+    "A2AAgentTool",
     "A2ACall",
     "A2ACallError",
     "A2ACallTimeout",
     "A2AExtError",
     "A2AInputRequired",
+    "A2AResult",
     "A2AServer",
     "A2ATaskFailed",
     "AgentCardError",
@@ -37,7 +41,12 @@ __all__ = [
     "InputRequired",
     "MissingExtraError",
     "__version__",
+    "a2a_agent_tool",
+    "activity_message_id",
+    "call_a2a_agent",
+    "message_id_for",
     "message_text",
+    "register_a2a_activity",
     "serve_a2a",
     "task_workflow_name",
 ]

@@ -117,13 +117,15 @@ class DaprTaskRequestHandler(RequestHandler):
             raise TaskNotFoundError(message=f"no task {task_id!r} on this agent")
         return view
 
-    async def _wait(self, task_id: str, message_id: str, timeout: float | None) -> TaskView:
-        """Wait until the task took ``message_id`` and settled (terminal or waiting for input)."""
+    async def _wait(self, task_id: str, message_id: str, *, settle: bool) -> TaskView:
+        """Wait until the task took ``message_id`` and, with ``settle``, until it settled
+        (terminal or waiting for input again); answer as it is after ``blocking_timeout``."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + (self.blocking_timeout if timeout is None else timeout)
+        deadline = loop.time() + self.blocking_timeout
         while True:
             view = await self._require(task_id)
-            if view.state in TERMINAL or (view.state in SETTLED and message_id in view.seen):
+            taken = message_id in view.seen
+            if view.state in TERMINAL or (taken and (view.state in SETTLED or not settle)):
                 return view
             if loop.time() >= deadline:
                 return view
@@ -176,8 +178,9 @@ class DaprTaskRequestHandler(RequestHandler):
     ) -> a2a_pb2.Task | a2a_pb2.Message:
         task_id, message_id = await self._submit(params)
         configuration = params.configuration
-        timeout = 0.0 if configuration.return_immediately else None
-        view = await self._wait(task_id, message_id, timeout)
+        # Even a non-blocking send answers once the task has taken the message: a reply to a
+        # question must not come back as the question still pending.
+        view = await self._wait(task_id, message_id, settle=not configuration.return_immediately)
         history_length = configuration.history_length if configuration.HasField("history_length") else None
         return view.to_task(history_length)
 

@@ -77,8 +77,9 @@ def task_workflow_name(agent_name: str) -> str:
     return f"dapr.a2a.{sanitize_agent_name(agent_name)}.task.workflow"
 
 
-def message_text(message: a2a_pb2.Message | Mapping[str, Any]) -> str:
-    """The text parts of a message, joined by newlines (data parts as JSON)."""
+def message_text(message: Any) -> str:
+    """The text parts of a message or an artifact (a proto or its JSON), joined by newlines (data
+    parts as JSON)."""
     if isinstance(message, Mapping):
         parts = message.get("parts") or []
         texts = []
