@@ -29,6 +29,7 @@ from ._conversation import ConversationBackend, EchoConversation, OpenAIConversa
 from ._errors import ComponentError
 from ._http import HttpApiServer
 from ._invoke import ServiceInvocation
+from ._jobs import JobsBlock
 from ._lock import LockBlock, RedisLockStore, open_lock_store
 from ._nameresolution import Registry
 from ._pubsub import PubSub, open_pubsub
@@ -174,8 +175,8 @@ class DevSidecar:
         self.access_control = parse_access_control(
             self._config_spec, str(config or ""), is_http=app_protocol != "grpc"
         )
-        # Secrets, configuration and locks: each serves its own gRPC methods and HTTP routes.
-        self._blocks: list[SecretsBlock | ConfigurationBlock | LockBlock] = []
+        # Secrets, configuration, locks and jobs: each serves its own gRPC methods and HTTP routes.
+        self._blocks: list[SecretsBlock | ConfigurationBlock | LockBlock | JobsBlock] = []
         self._capabilities: dict[str, Sequence[str]] = {}
 
     # -- addresses ----------------------------------------------------------------------------
@@ -296,6 +297,19 @@ class DevSidecar:
             channel, subscriptions = self.app_channel, AppSubscriptions(self._pubsubs, declared)
             self._subscriptions = subscriptions
             self.app_channel.on_health_change(lambda up: subscriptions.start(channel) if up else None)
+        # Jobs live where workflow state does (the actor state store), else in memory.
+        jobs = JobsBlock(
+            app_id=self.app_id,
+            namespace=self.namespace,
+            backend=self._stores[actor_stores[0].name].backend if actor_stores else InMemoryStateBackend(),
+            durable=bool(actor_stores),
+        )
+        self._blocks.append(jobs)
+        try:
+            await jobs.start(self.app_channel)
+        except BaseException:
+            await self._close_components()
+            raise
         self._invocation = ServiceInvocation(
             app_id=self.app_id,
             namespace=self.namespace,
@@ -402,6 +416,9 @@ class DevSidecar:
         return self.app_channel is None or self.app_channel.listening.is_set()
 
     async def _close_components(self) -> None:
+        for block in self._blocks:
+            if isinstance(block, JobsBlock):  # first: no trigger may be cut off by the channel closing
+                await block.close()
         if self._invocation is not None:
             await self._invocation.stop()
             self._invocation = None

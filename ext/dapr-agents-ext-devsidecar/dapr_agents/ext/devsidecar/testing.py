@@ -355,6 +355,8 @@ class SidecarProcess:
     http_port: int = 0
     api_token: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    app_port: int | None = None  # an app channel, as `dapr-devsidecar run --app-port`
+    app_protocol: str = "http"
     _process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 90.0) -> SidecarProcess:
@@ -378,6 +380,8 @@ class SidecarProcess:
         ]
         for path in self.resources_paths:
             command += ["--resources-path", str(path)]
+        if self.app_port:
+            command += ["--app-port", str(self.app_port), "--app-protocol", self.app_protocol]
         env = {**os.environ, **self.env}
         if self.api_token:
             env["DAPR_API_TOKEN"] = self.api_token
