@@ -4,7 +4,7 @@
     nox -s demo               the main job: the flagship sample, killed midway and resumed
     nox -s "tests(devsidecar)"  one distribution
     nox -s lowest             each distribution against the lowest versions its ranges allow
-    nox -s daprd              build Dapr's real runtime (daprd, placement, scheduler) into ~/.dapr/bin
+    nox -s daprd              build Dapr's real runtime (daprd, placement, scheduler, sentry) into ~/.dapr/bin
     nox -s "tests-daprd(langgraph)"  one distribution's suite against that real daprd
 
 Each distribution declares its test requirements in the ``test`` dependency group of its
@@ -113,7 +113,7 @@ DAPRD_BUILD = ROOT / ".ci" / "daprd" / "build.py"
 
 @nox.session(venv_backend="none")
 def daprd(session: nox.Session) -> None:
-    """Build Dapr's runtime (daprd, placement, scheduler) from Dapr's Go modules into ~/.dapr/bin,
+    """Build Dapr's runtime (daprd, placement, scheduler, sentry) from Dapr's Go modules into ~/.dapr/bin,
     where ``dapr init --slim`` puts it; a second run with the same inputs reuses it."""
     session.run("python3", str(DAPRD_BUILD), *session.posargs, external=True)
 

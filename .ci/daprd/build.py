@@ -1,4 +1,4 @@
-"""Build Dapr's runtime (daprd, placement, scheduler) from Dapr's own Go modules.
+"""Build Dapr's runtime (daprd, placement, scheduler, sentry) from Dapr's own Go modules.
 
     python3 .ci/daprd/build.py [--install-dir DIR] [--force]
 
@@ -9,8 +9,8 @@ built from: a second run with the same inputs only prints their versions. Go's o
 makes a rebuild after a change cheap.
 
 The Dapr version is the one ``go.mod`` requires. ``daprd`` is this folder's ``main.go`` (Dapr's
-``cmd/daprd/app`` with the components listed in ``components.go``); ``placement`` and
-``scheduler`` are Dapr's own commands, unchanged.
+``cmd/daprd/app`` with the components listed in ``components.go``); ``placement``, ``scheduler``
+and ``sentry`` (the certificate authority daprd's mTLS needs) are Dapr's own commands, unchanged.
 """
 
 from __future__ import annotations
@@ -31,7 +31,12 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / ".dapr-src"
 MODULE = "github.com/dapr/dapr"
-BINARIES = {"daprd": ".", "placement": f"{MODULE}/cmd/placement", "scheduler": f"{MODULE}/cmd/scheduler"}
+BINARIES = {
+    "daprd": ".",
+    "placement": f"{MODULE}/cmd/placement",
+    "scheduler": f"{MODULE}/cmd/scheduler",
+    "sentry": f"{MODULE}/cmd/sentry",
+}
 STAMP = ".dapr-agents-ext-build"
 # The one file of Dapr's source that changes: without the build tag "allcomponents" or
 # "stablecomponents" it panics at start; here it is only the package clause (see main.go).
@@ -99,7 +104,7 @@ def _prepare_source(version: str) -> None:
 
 
 def _version_of(binary: Path) -> str:
-    """daprd has ``--version``; placement and scheduler state theirs in their first log line."""
+    """daprd has ``--version``; placement, scheduler and sentry state theirs in their first log line."""
     if binary.name == "daprd":
         result = subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=30)
         return result.stdout.strip()
@@ -113,11 +118,11 @@ def _version_of(binary: Path) -> str:
             "--listen-address",
             "127.0.0.1",
         ]
-        flags += (
-            ["--etcd-data-dir", scratch]
-            if binary.name == "scheduler"
-            else ["--initial-cluster", "dapr-placement-0=127.0.0.1:0"]
-        )
+        flags += {
+            "scheduler": ["--etcd-data-dir", scratch],
+            "placement": ["--initial-cluster", "dapr-placement-0=127.0.0.1:0"],
+            "sentry": ["--issuer-credentials", scratch, "--config", str(Path(scratch, "none.yaml"))],
+        }[binary.name]
         process = subprocess.Popen(
             [str(binary), *flags], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
@@ -131,7 +136,7 @@ def _version_of(binary: Path) -> str:
 
 
 def build(install_dir: Path, *, force: bool = False, update_sums: bool = False) -> dict[str, str]:
-    """Build (or reuse) the three binaries in ``install_dir``; returns each one's ``--version``."""
+    """Build (or reuse) the binaries in ``install_dir``; returns each one's version."""
     version = dapr_version()
     if shutil.which("go") is None:
         raise SystemExit("the 'go' command is not on PATH: install Go 1.26 or newer")
@@ -150,7 +155,7 @@ def build(install_dir: Path, *, force: bool = False, update_sums: bool = False) 
         print(f"building {', '.join(BINARIES)} {version} ...", flush=True)
         mode = "-mod=mod" if update_sums else "-mod=readonly"
         with tempfile.TemporaryDirectory(dir=install_dir) as scratch:
-            # One go build for the three: the packages they share compile once, in parallel.
+            # One go build for all of them: the packages they share compile once, in parallel.
             _go("build", mode, "-trimpath", "-ldflags", ldflags, "-o", scratch + "/", *BINARIES.values())
             for name, package in BINARIES.items():
                 # go build -o DIR/ names each binary after its package path ("." is this module).

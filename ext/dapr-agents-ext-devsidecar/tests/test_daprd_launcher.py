@@ -93,3 +93,44 @@ def test_runs_share_one_control_plane_until_uninit(tmp_path: Path) -> None:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in pids)
     assert not (tmp_path / "home" / "control-plane.json").exists()
+
+
+def test_enable_mtls_runs_daprd_with_sentry_until_uninit(tmp_path: Path) -> None:
+    folder = write_components(tmp_path / "components", pubsub=None)
+    home = tmp_path / "home"
+    env = {**os.environ, "DAPR_DEVSIDECAR_HOME": str(home)}
+    command = [sys.executable, "-m", "dapr_devsidecar"]
+    app = [sys.executable, "-c", "import os; print(os.environ['DAPR_GRPC_PORT'])"]
+    run = subprocess.run(
+        [
+            *command,
+            "run",
+            "--runtime",
+            "daprd",
+            "--enable-mtls",
+            "--app-id",
+            "mtls-check",
+            "--resources-path",
+            str(folder),
+            "--",
+            *app,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    record = json.loads((home / "mtls" / "control-plane.json").read_text())
+    assert set(record["pids"]) == {"placement", "scheduler", "sentry"}
+    assert (home / "mtls" / "sentry-certs" / "ca.crt").read_text().startswith("-----BEGIN CERTIFICATE-----")
+    (log,) = (home / "mtls" / "logs").glob("daprd-mtls-check-*.log")
+    assert "Security is initialized successfully" in log.read_text()
+    assert not (home / "control-plane.json").exists()  # the plain control plane was not needed
+    pids = list(record["pids"].values())
+    uninit = subprocess.run([*command, "uninit"], env=env, capture_output=True, text=True, timeout=60)
+    assert "stopped" in uninit.stdout
+    deadline = time.monotonic() + 15
+    while any(alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in pids)

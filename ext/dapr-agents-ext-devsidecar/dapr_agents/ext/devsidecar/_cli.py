@@ -133,10 +133,18 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="a Dapr Configuration YAML file (the dev sidecar: its secret scopes)",
     )
+    run.add_argument(
+        "--enable-mtls",
+        action="store_true",
+        default=os.environ.get("DAPR_DEVSIDECAR_ENABLE_MTLS", "").lower() in {"1", "true"},
+        help="daprd's --enable-mtls: sidecars know who calls them, so the Configuration's "
+        "accessControl policies apply (with --runtime daprd: sentry is started too)",
+    )
     run.add_argument("app_command", nargs=argparse.REMAINDER, help="the app to run, after '--'")
 
     commands.add_parser(
-        "uninit", help="stop the placement and scheduler that '--runtime daprd' started (like 'dapr uninit')"
+        "uninit",
+        help="stop the placement, scheduler (and sentry) that '--runtime daprd' started (like 'dapr uninit')",
     )
 
     commands.add_parser(
@@ -152,7 +160,7 @@ class _Daprd:
         from ._daprd import DaprdProcess, shared_control_plane
         from ._nameresolution import daprd_configuration
 
-        control_plane = shared_control_plane()
+        control_plane = shared_control_plane(mtls=args.enable_mtls)
         # Without a resolver of the user's, the daprds of one home find each other through
         # nameresolution.sqlite there (mDNS is daprd's default, but not every machine has it).
         config, self._written_config = daprd_configuration(args.config, control_plane.workdir, args.app_id)
@@ -258,6 +266,7 @@ def _dev_sidecar(args: argparse.Namespace, grpc_port: int, http_port: int) -> De
             app_health_check=_health_check(args),
             internal_grpc_port=args.dapr_internal_grpc_port or 0,
             config=args.config,
+            enable_mtls=args.enable_mtls,
         )
     except ValueError as exc:
         raise DevSidecarError(str(exc)) from exc
@@ -267,7 +276,7 @@ async def _run(args: argparse.Namespace) -> int:
     if args.run_file:
         from ._runfile import run_file
 
-        return await run_file(args.run_file, args.runtime)
+        return await run_file(args.run_file, args.runtime, enable_mtls=args.enable_mtls)
     command = list(args.app_command)
     if command and command[0] == "--":
         command = command[1:]
@@ -348,7 +357,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._daprd import stop_shared_control_plane
 
         stopped = stop_shared_control_plane()
-        print("placement and scheduler stopped" if stopped else "no placement or scheduler was running")
+        print(
+            "placement and scheduler stopped (and sentry, if --enable-mtls had started it)"
+            if stopped
+            else "no placement or scheduler was running"
+        )
         return 0
     logging.basicConfig(
         level={"warn": logging.WARNING}.get(args.log_level, getattr(logging, args.log_level.upper())),

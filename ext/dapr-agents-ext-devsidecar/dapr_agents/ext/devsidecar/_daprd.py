@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._app_channel import AppHealthCheck
 from ._errors import DevSidecarError
@@ -30,6 +30,19 @@ if TYPE_CHECKING:
     from .testing import SidecarEndpoint
 
 BINARIES = ("daprd", "placement", "scheduler")
+#: Needed only for mTLS (``DaprControlPlane(mtls=True)``): Dapr's certificate authority.
+SENTRY = "sentry"
+
+#: What sentry reads as its Configuration in self-hosted mode (it refuses to start without one).
+_SENTRY_CONFIG = """\
+apiVersion: dapr.io/v1alpha1
+kind: Configuration
+metadata:
+  name: daprsystem
+spec:
+  mtls:
+    enabled: true
+"""
 
 
 def daprd_bin_dir() -> Path:
@@ -137,6 +150,15 @@ class DaprControlPlane:
 
     Placement keeps its raft log in memory; scheduler keeps its embedded etcd in ``workdir``
     (so a restarted scheduler keeps its jobs and workflow reminders).
+
+    With ``mtls=True`` it also runs sentry, Dapr's certificate authority, as self-hosted Dapr
+    runs it: sentry generates its root and issuer certificates into ``workdir/sentry-certs`` (and
+    reuses them on the next start), placement and scheduler serve mTLS with certificates from it,
+    and every :class:`DaprdProcess` against this control plane gets ``--enable-mtls``,
+    ``--sentry-address`` and the root certificate as ``DAPR_TRUST_ANCHORS``. daprds then call
+    each other over mTLS, each identified by the SPIFFE id of its certificate
+    (``spiffe://public/ns/<NAMESPACE>/<app id>``), which is what access control lists match.
+    A daprd without mTLS cannot use an mTLS control plane, nor the reverse.
     """
 
     def __init__(
@@ -147,6 +169,8 @@ class DaprControlPlane:
         placement_port: int = 0,
         scheduler_port: int = 0,
         detached: bool = False,
+        mtls: bool = False,
+        sentry_port: int = 0,
     ) -> None:
         self._owned_dir = None if workdir else tempfile.TemporaryDirectory(prefix="dapr-control-plane-")
         self._detached = detached  # True: the processes outlive this one (the shared control plane)
@@ -154,9 +178,12 @@ class DaprControlPlane:
         self._bin_dir = bin_dir
         self.placement_port = placement_port or _free_port()
         self.scheduler_port = scheduler_port or _free_port()
+        self.mtls = mtls
+        self.sentry_port = (sentry_port or _free_port()) if mtls else 0
         self.health_ports: dict[str, int] = {}
         self._placement: _Process | None = None
         self._scheduler: _Process | None = None
+        self._sentry: _Process | None = None
 
     @property
     def placement_address(self) -> str:
@@ -166,8 +193,56 @@ class DaprControlPlane:
     def scheduler_address(self) -> str:
         return f"127.0.0.1:{self.scheduler_port}"
 
+    @property
+    def sentry_address(self) -> str | None:
+        return f"127.0.0.1:{self.sentry_port}" if self.mtls else None
+
+    @property
+    def trust_anchors_file(self) -> Path | None:
+        """sentry's root certificate (PEM), once sentry has started."""
+        return self.workdir / "sentry-certs" / "ca.crt" if self.mtls else None
+
+    def _start_sentry(self, timeout: float) -> list[str]:
+        """Start sentry and wait for it; returns the flags placement and scheduler need."""
+        certs = self.workdir / "sentry-certs"
+        certs.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "sentry-config.yaml"
+        config.write_text(_SENTRY_CONFIG)
+        health = _free_port()
+        self._sentry = _Process(
+            "sentry",
+            [
+                _binary(SENTRY, self._bin_dir),
+                "--port", str(self.sentry_port),
+                "--listen-address", "127.0.0.1",
+                "--healthz-port", str(health),
+                "--healthz-listen-address", "127.0.0.1",
+                "--issuer-credentials", str(certs),
+                "--config", str(config),
+                "--enable-metrics=false",
+                "--log-level", "warn",
+            ],
+            self.workdir / "sentry.log",
+            outlives_parent=self._detached,
+        )  # fmt: skip
+        self.health_ports["sentry"] = health
+        sentry = self._sentry.start()
+        _wait_http_ok(f"http://127.0.0.1:{health}/healthz", sentry, "sentry", timeout, self._sentry.log)
+        return [
+            "--tls-enabled",
+            "--trust-anchors-file", str(certs / "ca.crt"),
+            "--sentry-address", f"127.0.0.1:{self.sentry_port}",
+        ]  # fmt: skip
+
     def start(self, timeout: float = 60.0) -> DaprControlPlane:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        tls_flags: list[str] = []
+        if self.mtls:
+            try:
+                tls_flags = self._start_sentry(timeout)
+            except BaseException:
+                self.stop()
+                raise
         placement_health, raft = _free_port(), _free_port()
         self._placement = _Process(
             "placement",
@@ -180,6 +255,7 @@ class DaprControlPlane:
                 "--initial-cluster", f"dapr-placement-0=127.0.0.1:{raft}",
                 "--enable-metrics=false",
                 "--log-level", "warn",
+                *tls_flags,
             ],
             self.workdir / "placement.log",
             outlives_parent=self._detached,
@@ -200,11 +276,12 @@ class DaprControlPlane:
                 "--identity-directory-write", str(self.workdir / "scheduler-identity"),
                 "--enable-metrics=false",
                 "--log-level", "warn",
+                *tls_flags,
             ],
             self.workdir / "scheduler.log",
             outlives_parent=self._detached,
         )  # fmt: skip
-        self.health_ports = {"placement": placement_health, "scheduler": scheduler_health}
+        self.health_ports.update({"placement": placement_health, "scheduler": scheduler_health})
         placement = self._placement.start()
         scheduler = self._scheduler.start()
         try:
@@ -231,12 +308,12 @@ class DaprControlPlane:
     def pids(self) -> dict[str, int]:
         return {
             process.name: process.popen.pid
-            for process in (self._placement, self._scheduler)
+            for process in (self._placement, self._scheduler, self._sentry)
             if process is not None and process.popen is not None
         }
 
     def stop(self) -> None:
-        for process in (self._scheduler, self._placement):
+        for process in (self._scheduler, self._placement, self._sentry):
             if process is not None:
                 process.stop()
         if self._owned_dir is not None:
@@ -333,6 +410,9 @@ class DaprdProcess:
             command += ["--config", self.config]
         if self.app_port:
             command += ["--app-port", str(self.app_port), "--app-protocol", self.app_protocol]
+        sentry = getattr(self.control_plane, "sentry_address", None)
+        if sentry:
+            command += ["--enable-mtls", "--sentry-address", sentry]
         check = self.app_health_check
         if check is not None:
             command += [
@@ -344,9 +424,19 @@ class DaprdProcess:
             ]  # fmt: skip
         return command + self.extra_args
 
+    def mtls_env(self) -> dict[str, str]:
+        """With an mTLS control plane: sentry's root certificate as ``DAPR_TRUST_ANCHORS``."""
+        anchors = getattr(self.control_plane, "trust_anchors_file", None)
+        return {"DAPR_TRUST_ANCHORS": anchors.read_text()} if anchors is not None else {}
+
     def start(self, timeout: float = 60.0) -> DaprdProcess:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**self.env, "DAPR_API_TOKEN": self.api_token or "", "APP_API_TOKEN": self.app_api_token or ""}
+        env = {
+            **self.env,
+            **self.mtls_env(),
+            "DAPR_API_TOKEN": self.api_token or "",
+            "APP_API_TOKEN": self.app_api_token or "",
+        }
         self._process = _Process("daprd", self.command(), self.log, env)
         popen = self._process.start()
         try:
@@ -385,6 +475,9 @@ class ControlPlaneAddresses:
     placement_address: str
     scheduler_address: str
     workdir: Path
+    #: With mTLS: sentry's address and root certificate.
+    sentry_address: str | None = None
+    trust_anchors_file: Path | None = None
 
 
 #: Environment variable naming the folder of the shared control plane (default ~/.dapr/devsidecar).
@@ -403,7 +496,7 @@ def _healthy(port: int) -> bool:
         return False
 
 
-def shared_control_plane(home: Path | None = None) -> ControlPlaneAddresses:
+def shared_control_plane(home: Path | None = None, *, mtls: bool = False) -> ControlPlaneAddresses:
     """The machine's placement and scheduler, started once and then shared, as ``dapr init``
     leaves them running: every app of every ``dapr-devsidecar run --runtime daprd`` uses them,
     and scheduler's data (jobs, workflow reminders) survives app and daprd restarts.
@@ -411,12 +504,13 @@ def shared_control_plane(home: Path | None = None) -> ControlPlaneAddresses:
     They live in ``~/.dapr/devsidecar`` (or ``DAPR_DEVSIDECAR_HOME``: state file
     ``control-plane.json``, logs, etcd data) until ``dapr-devsidecar uninit`` stops them. Tests
     that need their own (two runs of one app id at once would be replicas of one app) set
-    ``DAPR_DEVSIDECAR_HOME`` to a folder of their own.
+    ``DAPR_DEVSIDECAR_HOME`` to a folder of their own. With ``mtls`` it is a second control
+    plane, with sentry, in its ``mtls`` subfolder (an mTLS daprd cannot use the plain one).
     """
     import fcntl
     import json
 
-    home = _home(home)
+    home = _home(home) / "mtls" if mtls else _home(home)
     home.mkdir(parents=True, exist_ok=True)
     record = home / "control-plane.json"
     with open(home / ".lock", "w") as lock:
@@ -424,36 +518,46 @@ def shared_control_plane(home: Path | None = None) -> ControlPlaneAddresses:
         if record.is_file():
             known = json.loads(record.read_text())
             if all(_healthy(port) for port in known["health_ports"].values()):
-                return ControlPlaneAddresses(
-                    f"127.0.0.1:{known['placement_port']}", f"127.0.0.1:{known['scheduler_port']}", home
-                )
+                return _addresses(known, home)
             _stop_pids(known.get("pids", {}))
-        control_plane = DaprControlPlane(home, detached=True)
+        control_plane = DaprControlPlane(home, detached=True, mtls=mtls)
         control_plane.start()  # its processes outlive this one, in their own sessions
-        record.write_text(
-            json.dumps(
-                {
-                    "placement_port": control_plane.placement_port,
-                    "scheduler_port": control_plane.scheduler_port,
-                    "health_ports": control_plane.health_ports,
-                    "pids": control_plane.pids,
-                }
-            )
-        )
-        return ControlPlaneAddresses(control_plane.placement_address, control_plane.scheduler_address, home)
+        known = {
+            "placement_port": control_plane.placement_port,
+            "scheduler_port": control_plane.scheduler_port,
+            "sentry_port": control_plane.sentry_port,
+            "health_ports": control_plane.health_ports,
+            "pids": control_plane.pids,
+        }
+        record.write_text(json.dumps(known))
+        return _addresses(known, home)
+
+
+def _addresses(known: dict[str, Any], home: Path) -> ControlPlaneAddresses:
+    sentry = known.get("sentry_port") or 0
+    return ControlPlaneAddresses(
+        f"127.0.0.1:{known['placement_port']}",
+        f"127.0.0.1:{known['scheduler_port']}",
+        home,
+        sentry_address=f"127.0.0.1:{sentry}" if sentry else None,
+        trust_anchors_file=home / "sentry-certs" / "ca.crt" if sentry else None,
+    )
 
 
 def stop_shared_control_plane(home: Path | None = None) -> bool:
-    """Stop what :func:`shared_control_plane` started; False if nothing was running."""
+    """Stop what :func:`shared_control_plane` started (both, with and without mTLS); False if
+    nothing was running."""
     import json
 
-    home = _home(home)
-    record = home / "control-plane.json"
-    if not record.is_file():
-        return False
-    known = json.loads(record.read_text())
-    record.unlink()
-    return _stop_pids(known.get("pids", {}))
+    stopped = False
+    for folder in (_home(home), _home(home) / "mtls"):
+        record = folder / "control-plane.json"
+        if not record.is_file():
+            continue
+        known = json.loads(record.read_text())
+        record.unlink()
+        stopped = _stop_pids(known.get("pids", {})) or stopped
+    return stopped
 
 
 def _stop_pids(pids: dict[str, int]) -> bool:

@@ -306,7 +306,15 @@ class _Running:
 class RunFileRunner:
     """Starts the apps of a run file with their sidecars and stops them all on a signal."""
 
-    def __init__(self, apps: list[RunApp], runtime: str = "dev", console: IO[str] | None = None) -> None:
+    def __init__(
+        self,
+        apps: list[RunApp],
+        runtime: str = "dev",
+        console: IO[str] | None = None,
+        *,
+        enable_mtls: bool = False,
+    ) -> None:
+        self.enable_mtls = enable_mtls
         self.apps = apps
         self.runtime = runtime
         self.console = console or sys.stdout
@@ -346,7 +354,7 @@ class RunFileRunner:
             from ._daprd import DaprdProcess, shared_control_plane
             from ._nameresolution import daprd_configuration
 
-            control_plane = shared_control_plane()
+            control_plane = shared_control_plane(mtls=self.enable_mtls)
             config, written = daprd_configuration(app.config, control_plane.workdir, app.app_id)
             running.written_config = config if written else None
             check: bool | AppHealthCheck = False
@@ -380,7 +388,7 @@ class RunFileRunner:
             if app.listen_addresses != "127.0.0.1":
                 position = command.index("--dapr-listen-addresses")
                 command[position + 1] = app.listen_addresses
-            env = {"DAPR_HOST_IP": os.environ.get("DAPR_HOST_IP") or "127.0.0.1"}
+            env = {"DAPR_HOST_IP": os.environ.get("DAPR_HOST_IP") or "127.0.0.1", **daprd.mtls_env()}
             return command, env
         command = [
             sys.executable, "-m", "dapr_devsidecar", "run",
@@ -395,6 +403,8 @@ class RunFileRunner:
             command += ["--resources-path", str(path)]
         if app.config is not None:
             command += ["--config", str(app.config)]
+        if self.enable_mtls:
+            command.append("--enable-mtls")
         if app.app_port:
             command += ["--app-port", str(app.app_port), "--app-protocol", app.app_protocol]
             command += ["--app-channel-address", app.app_channel_address]
@@ -585,14 +595,20 @@ async def _stop_group(process: asyncio.subprocess.Process, grace: float = 5.0) -
         await process.wait()
 
 
-async def run_file(path: str | os.PathLike[str], runtime: str, env: Mapping[str, str] | None = None) -> int:
+async def run_file(
+    path: str | os.PathLike[str],
+    runtime: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    enable_mtls: bool = False,
+) -> int:
     """Run every app of the run file until SIGINT/SIGTERM; the exit code of ``dapr run -f``."""
     try:
         apps = load_run_file(path)
     except DevSidecarError as exc:
         print(f"{_MARKS['failure']}Error getting apps from config file: {exc}", flush=True)
         return 1
-    runner = RunFileRunner(apps, runtime)
+    runner = RunFileRunner(apps, runtime, enable_mtls=enable_mtls)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

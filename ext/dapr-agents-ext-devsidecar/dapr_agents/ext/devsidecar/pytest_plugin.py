@@ -122,6 +122,8 @@ def _dapr_real_runtime(
                     yield
             finally:
                 _SESSION_CONTROL_PLANE.clear()
+                while _SESSION_MTLS_CONTROL_PLANE:
+                    _SESSION_MTLS_CONTROL_PLANE.pop().stop()
                 for name, value in saved.items():
                     if value is None:
                         os.environ.pop(name, None)
@@ -178,6 +180,14 @@ def dapr_components(dapr_state_backend: str, tmp_path: Path, request: pytest.Fix
 
 
 _SESSION_CONTROL_PLANE: list[DaprControlPlane] = []  # the daprd mode's placement and scheduler
+_SESSION_MTLS_CONTROL_PLANE: list[DaprControlPlane] = []  # and its sentry, placement, scheduler with mTLS
+
+
+def _mtls_control_plane(beside: Path) -> DaprControlPlane:
+    """The session's mTLS control plane (daprd mode), started on first use."""
+    if not _SESSION_MTLS_CONTROL_PLANE:
+        _SESSION_MTLS_CONTROL_PLANE.append(DaprControlPlane(beside / "mtls", mtls=True).start())
+    return _SESSION_MTLS_CONTROL_PLANE[0]
 
 
 class SidecarFactory:
@@ -194,6 +204,7 @@ class SidecarFactory:
         app_id: str = "test-app",
         subprocess: bool = False,
         api_token: str | None = None,
+        enable_mtls: bool = False,
         **kwargs: Any,
     ) -> Any:
         """Start a dev sidecar; returns the ``DevSidecar`` or, with ``subprocess=True``, the
@@ -201,7 +212,12 @@ class SidecarFactory:
 
         With ``DAPR_TEST_SIDECAR=daprd`` it starts a real :class:`~.testing.DaprdProcess`
         (the ports, ``app_port``, ``app_protocol``, ``app_api_token``, ``app_health_check`` and
-        ``config`` are passed on) and returns it."""
+        ``config`` are passed on) and returns it.
+
+        ``enable_mtls=True`` is daprd's ``--enable-mtls``, which access control lists need to
+        know the caller: in daprd mode the daprd runs against a second control plane of the
+        session, with sentry, started on first use; a dev sidecar then trusts the caller's app id
+        its sidecar states. Sidecars that call each other must agree on it."""
         paths = [str(p) for p in (resources_path if isinstance(resources_path, list) else [resources_path])]
         mode = sidecar_mode()
         if mode == "external":
@@ -213,7 +229,9 @@ class SidecarFactory:
                 )
             daprd = DaprdProcess(
                 app_id,
-                _SESSION_CONTROL_PLANE[0],
+                _mtls_control_plane(_SESSION_CONTROL_PLANE[0].workdir)
+                if enable_mtls
+                else _SESSION_CONTROL_PLANE[0],
                 paths,
                 api_token=api_token,
                 log_dir=self._workdir,
@@ -223,12 +241,16 @@ class SidecarFactory:
             self._started.append(daprd)
             return daprd.start()
         if subprocess:
-            process = SidecarProcess(app_id=app_id, resources_paths=paths, api_token=api_token, **kwargs)
+            process = SidecarProcess(
+                app_id=app_id, resources_paths=paths, api_token=api_token, enable_mtls=enable_mtls, **kwargs
+            )
             self._started.append(process)
             return process.start()
         from ._sidecar import DevSidecar
 
-        sidecar = DevSidecar(app_id=app_id, resources_paths=paths, api_token=api_token or "", **kwargs)
+        sidecar = DevSidecar(
+            app_id=app_id, resources_paths=paths, api_token=api_token or "", enable_mtls=enable_mtls, **kwargs
+        )
         self._started.append(sidecar)
         return sidecar.start()
 

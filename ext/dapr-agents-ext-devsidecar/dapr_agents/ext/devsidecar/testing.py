@@ -357,6 +357,8 @@ class SidecarProcess:
     env: dict[str, str] = field(default_factory=dict)
     app_port: int | None = None  # an app channel, as `dapr-devsidecar run --app-port`
     app_protocol: str = "http"
+    config: str | None = None
+    enable_mtls: bool = False
     _process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 90.0) -> SidecarProcess:
@@ -382,6 +384,10 @@ class SidecarProcess:
             command += ["--resources-path", str(path)]
         if self.app_port:
             command += ["--app-port", str(self.app_port), "--app-protocol", self.app_protocol]
+        if self.config:
+            command += ["--config", str(self.config)]
+        if self.enable_mtls:
+            command.append("--enable-mtls")
         env = {**os.environ, **self.env}
         if self.api_token:
             env["DAPR_API_TOKEN"] = self.api_token
