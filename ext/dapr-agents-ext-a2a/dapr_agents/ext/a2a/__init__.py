@@ -8,6 +8,7 @@ import dapr-agents.
 """
 
 from ._activity import activity_message_id, call_a2a_agent, register_a2a_activity
+from ._adapters import crewai_tool, langchain_tool, openai_tool, question_text
 from ._client import A2AAgentTool, A2AResult, a2a_agent_tool, message_id_for
 from ._errors import (
     A2ACallError,
@@ -44,8 +45,12 @@ __all__ = [
     "a2a_agent_tool",
     "activity_message_id",
     "call_a2a_agent",
+    "crewai_tool",
+    "langchain_tool",
     "message_id_for",
     "message_text",
+    "openai_tool",
+    "question_text",
     "register_a2a_activity",
     "serve_a2a",
     "task_workflow_name",
