@@ -235,3 +235,29 @@ def test_a_bad_secrets_file_refuses_the_start_without_showing_its_content(tmp_pa
         DevSidecar(app_id="myapp", resources_paths=[folder], api_token="").start()
     assert "'vault'" in str(error.value) and "not valid JSON" in str(error.value)
     assert "hunter2" not in str(error.value)
+
+
+def test_the_metadata_api_reports_each_components_version_as_written(tmp_path, dapr_sidecar_factory):
+    # daprd lists spec.version untouched (pkg/api/universal/metadata.go), while it loads "", "v0"
+    # and "V1" as the first version; the Dapr SDK's metadata example prints "version=" for a
+    # component without one.
+    folder = components(
+        tmp_path / "components",
+        component("written", "state.in-memory"),
+        component("missing", "state.in-memory").replace("  version: v1\n", ""),
+        component("upper", "pubsub.in-memory").replace("  version: v1\n", "  version: V1\n"),
+        component("zero", "conversation.echo").replace("  version: v1\n", "  version: v0\n"),
+    )
+    sidecar = dapr_sidecar_factory.start(folder, app_id="versions-as-written")
+    listed = {c["name"]: c for c in http(endpoint_of(sidecar), "GET", "/v1.0/metadata").json()["components"]}
+    # The JSON leaves an empty version out (omitempty); the gRPC answer has "".
+    assert {name: listed[name].get("version") for name in ("written", "missing", "upper", "zero")} == {
+        "written": "v1",
+        "missing": None,
+        "upper": "V1",
+        "zero": "v0",
+    }
+    with endpoint_of(sidecar).sdk_configured(), DaprClient() as client:
+        versions = {c.name: c.version for c in client.get_metadata().registered_components}
+    assert versions["missing"] == ""
+    assert versions["upper"] == "V1"

@@ -70,6 +70,8 @@ class Component:
 
     name: str
     type: str
+    #: ``spec.version`` as written ("" when missing), as daprd's metadata API reports it; daprd
+    #: loads "", "v0" and any case of "v1" as the first version.
     version: str
     #: Left out of the repr: after start it may hold values read from secret stores.
     metadata: Mapping[str, str] = field(repr=False)
@@ -267,7 +269,8 @@ def _parse_component(
         return name, None
     # daprd lower-cases type and version, and takes "", "v0" and "v1" as a component's first version.
     comp_type = comp_type.lower()
-    version = _stringify(spec.get("version") or "").lower()
+    declared_version = _stringify(spec.get("version") or "")
+    version = declared_version.lower()
     if version in {"", "v0"}:
         version = "v1"
     ignore_errors = bool(spec.get("ignoreErrors", False))
@@ -296,7 +299,7 @@ def _parse_component(
     return name, Component(
         name=name,
         type=comp_type,
-        version=version,
+        version=declared_version,
         metadata=_parse_metadata(spec.get("metadata"), app_id, env, where, secret_refs),
         scopes=scopes,
         source=source,

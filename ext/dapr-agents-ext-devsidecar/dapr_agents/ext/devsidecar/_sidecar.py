@@ -232,11 +232,11 @@ class DevSidecar:
             "runtimeVersion": DAPR_RUNTIME_VERSION,
             "extended": {"daprRuntimeVersion": DAPR_RUNTIME_VERSION},
             "components": [
-                # daprd leaves out an empty capability list (omitempty)
+                # daprd leaves out an empty version and capability list (omitempty)
                 {
                     "name": name,
                     "type": ctype,
-                    "version": version,
+                    **({"version": version} if version else {}),
                     **({"capabilities": list(caps)} if caps else {}),
                 }
                 for name, ctype, version, caps in self._registered_components()
