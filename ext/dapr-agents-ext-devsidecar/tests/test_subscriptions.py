@@ -163,6 +163,44 @@ def test_the_apps_answer_is_mapped_as_daprd_maps_it(
         assert len(app.requests_to("/dead")) == (1 if dead_lettered else 0)
 
 
+@pytest.mark.parametrize(
+    ("reply", "logged"),
+    [
+        (
+            Reply(200, b'{"status": "RETRY"}'),
+            "RETRY status returned from app while processing pub/sub event {id}",
+        ),
+        (
+            Reply(200, b'{"status": "later"}'),
+            "unknown status returned from app while processing pub/sub event {id}",
+        ),
+        (
+            Reply(503, b"busy"),
+            "retriable error returned from app while processing pub/sub event {id}, topic: jobs",
+        ),
+    ],
+    ids=["retry", "unknown-status", "503"],
+)
+def test_a_redelivery_is_logged_with_daprds_words(
+    components: Path, dapr_sidecar_factory, caplog, reply: Reply, logged: str
+) -> None:
+    """What users grep for (the Dapr SDK's pubsub example expects the RETRY line in the output)."""
+    subscriptions = [{"pubsubname": "pubsub", "topic": "jobs", "route": "/jobs"}]
+    with subscriber_app(subscriptions, {"/jobs": reply}) as app, caplog.at_level("WARNING"):
+        sidecar, endpoint = start(dapr_sidecar_factory, components, app)
+        publish(endpoint, "jobs", {"job": 7})
+        (first, *_) = app.wait_for("/jobs")
+        expected = logged.format(id=json.loads(first.body)["id"])
+
+        def log_text() -> str:
+            daprd_log = getattr(sidecar, "log", None)  # real daprd writes its own log file
+            if isinstance(daprd_log, Path):
+                return daprd_log.read_text(errors="replace")
+            return "\n".join(record.getMessage() for record in caplog.records)
+
+        wait_until(lambda: expected in log_text(), what=f"{expected!r} in the sidecar's log")
+
+
 class TopicApp(GrpcApp):
     """A gRPC app subscribed through ``ListTopicSubscriptions``; ``OnTopicEvent`` answers
     ``statuses[topic]`` (SUCCESS by default) and records each request with its metadata."""

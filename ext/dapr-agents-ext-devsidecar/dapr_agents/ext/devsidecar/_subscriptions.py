@@ -370,16 +370,31 @@ def parse_declarative(
     return subscriptions
 
 
+def _retry(subscription: Subscription, reason: str) -> int:
+    """A delivery to redo, logged with daprd's words (its postman's error, which the component logs)."""
+    _log.warning(
+        "encountered a retriable error while publishing a subscribed message to topic %s, err: %s",
+        subscription.topic,
+        reason,
+    )
+    return STATUS_RETRY
+
+
+def _answer_status(body: bytes) -> object:
+    """The ``status`` of a 2xx answer's JSON ("" when it is empty, not JSON or has none)."""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return ""  # empty or not JSON: the status check is skipped
+    if not isinstance(answer, dict):
+        return ""
+    return next((v for k, v in answer.items() if k.lower() == "status"), "")
+
+
 def http_status(status: int, body: bytes) -> int:
     """daprd's reading of an HTTP app's answer to an event."""
     if 200 <= status <= 299:
-        try:
-            answer = json.loads(body)
-        except ValueError:
-            return STATUS_SUCCESS  # empty or not JSON: the status check is skipped
-        if not isinstance(answer, dict):
-            return STATUS_SUCCESS
-        value = next((v for k, v in answer.items() if k.lower() == "status"), "")
+        value = _answer_status(body)
         return {"": STATUS_SUCCESS, "SUCCESS": STATUS_SUCCESS, "DROP": STATUS_DROP}.get(
             value if isinstance(value, str) else "?", STATUS_RETRY
         )
@@ -522,12 +537,21 @@ class AppSubscriptions:
                     "non-retriable error returned from app while processing pub/sub event %s", request.id
                 )
                 return STATUS_SUCCESS
-            return STATUS_RETRY
+            return _retry(
+                subscription, f"error returned from app while processing pub/sub event {request.id}: {exc}"
+            )
         if response.status in (STATUS_SUCCESS, STATUS_DROP):
             if response.status == STATUS_DROP:
                 _log.warning("DROP status returned from app while processing pub/sub event %s", request.id)
             return int(response.status)
-        return STATUS_RETRY
+        if response.status == STATUS_RETRY:
+            return _retry(
+                subscription, f"RETRY status returned from app while processing pub/sub event {request.id}"
+            )
+        return _retry(
+            subscription,
+            f"unknown status returned from app while processing pub/sub event {request.id}: {response.status}",
+        )
 
     async def _post(
         self, channel: HttpAppChannel, subscription: Subscription, path: str, event: dict[str, Any]
@@ -553,15 +577,37 @@ class AppSubscriptions:
         try:
             reply = await channel.request("POST", "/" + path.lstrip("/"), headers, go_encode(event))
         except AppChannelError as exc:
-            _log.warning("error returned from app channel while sending pub/sub event to app: %s", exc)
-            return STATUS_RETRY
+            return _retry(
+                subscription, f"error returned from app channel while sending pub/sub event to app: {exc}"
+            )
         status = http_status(reply.status, reply.body)
+        event_id = event.get("id")
         if reply.status == 404:
             _log.error(
-                "non-retriable error returned from app while processing pub/sub event %s", event.get("id")
+                "non-retriable error returned from app while processing pub/sub event %s: %s. status code returned: %d",
+                event_id,
+                reply.body.decode("utf-8", "replace"),
+                reply.status,
             )
         elif status == STATUS_DROP:
-            _log.warning("DROP status returned from app while processing pub/sub event %s", event.get("id"))
+            _log.warning("DROP status returned from app while processing pub/sub event %s", event_id)
+        elif status == STATUS_RETRY and 200 <= reply.status <= 299:
+            answered = _answer_status(reply.body)
+            if answered == "RETRY":
+                return _retry(
+                    subscription, f"RETRY status returned from app while processing pub/sub event {event_id}"
+                )
+            return _retry(
+                subscription,
+                f"unknown status returned from app while processing pub/sub event {event_id}, status: {answered}",
+            )
+        elif status == STATUS_RETRY:
+            return _retry(
+                subscription,
+                f"retriable error returned from app while processing pub/sub event {event_id}, topic: "
+                f"{subscription.topic}, body: {reply.body.decode('utf-8', 'replace')}. status code returned: "
+                f"{reply.status}",
+            )
         return status
 
     def metadata(self) -> list[dict[str, object]]:
