@@ -183,6 +183,7 @@ class Acl:
     http_app: HttpApp
     grpc_id: str  # a gRPC app whose sidecar has the list
     grpc_app: GrpcApp
+    grpc_own: SidecarEndpoint  # that app's own sidecar
 
     def get(self, caller: SidecarEndpoint, path: str, method: str = "GET") -> Any:
         body = b"{}" if method in {"POST", "PUT"} else None
@@ -255,12 +256,18 @@ def acl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dapr_sidecar_factory: A
         for sidecar in (http_sidecar, grpc_sidecar):
             endpoint = endpoint_of(sidecar)
             wait_until(lambda e=endpoint: http(f"{e.http_endpoint}/v1.0/healthz").status == 204)
-        yield Acl(endpoint_of(a, TOKEN), endpoint_of(c, TOKEN), http_id, http_app, grpc_id, grpc_app)
+        yield Acl(
+            endpoint_of(a, TOKEN),
+            endpoint_of(c, TOKEN),
+            http_id,
+            http_app,
+            grpc_id,
+            grpc_app,
+            endpoint_of(grpc_sidecar),
+        )
 
 
-pytestmark = pytest.mark.starts_sidecars
-
-
+@pytest.mark.starts_sidecars
 def test_http_callee_allows_the_listed_operations_and_verbs_of_app_a(acl: Acl) -> None:
     for path in ("orders/42", "Orders/7", "orders", "reports/2026/q1"):
         reply = acl.get(acl.a, f"/v1.0/invoke/{acl.http_id}/method/{path}")
@@ -275,6 +282,7 @@ def test_http_callee_allows_the_listed_operations_and_verbs_of_app_a(acl: Acl) -
     assert reply.status == 200
 
 
+@pytest.mark.starts_sidecars
 def test_http_callee_refuses_app_a_other_verbs_and_operations(acl: Acl) -> None:
     seen = len(acl.http_app.received)
     for method, path, operation in [
@@ -291,6 +299,7 @@ def test_http_callee_refuses_app_a_other_verbs_and_operations(acl: Acl) -> None:
     assert len(acl.http_app.received) == seen  # nothing reached the app
 
 
+@pytest.mark.starts_sidecars
 def test_http_callee_refuses_an_app_without_a_policy(acl: Acl) -> None:
     reply = acl.get(acl.c, f"/v1.0/invoke/{acl.http_id}/method/orders/42")
     assert reply.status == 403
@@ -313,6 +322,7 @@ def _invoke_service(caller: SidecarEndpoint, app_id: str, method: str, verb: str
         )
 
 
+@pytest.mark.starts_sidecars
 def test_grpc_invoke_service_of_the_http_callee(acl: Acl) -> None:
     assert (
         json.loads(_invoke_service(acl.a, acl.http_id, "orders/1", "GET").data.value)["path"] == "/orders/1"
@@ -324,6 +334,7 @@ def test_grpc_invoke_service_of_the_http_callee(acl: Acl) -> None:
         assert raised.value.details() == _denied(acl.http_id, caller.app_id, "orders/1", verb or "NONE")
 
 
+@pytest.mark.starts_sidecars
 def test_grpc_callee_allows_app_a_its_methods_only(acl: Acl) -> None:
     assert _invoke_service(acl.a, acl.grpc_id, "hello", None).data.value == b"reply:d"
     # A gRPC app's operations are case-sensitive and take no verb.
@@ -342,6 +353,7 @@ def _proxy(caller: SidecarEndpoint, app_id: str, method: str) -> Any:
         )
 
 
+@pytest.mark.starts_sidecars
 def test_grpc_proxying_to_the_grpc_callee(acl: Acl) -> None:
     assert _proxy(acl.a, acl.grpc_id, "/test.Echo/Say") == b"echo:hi"
     for caller, method in [(acl.a, "/test.Echo/Chat"), (acl.c, "/test.Echo/Say")]:
@@ -355,9 +367,29 @@ def test_grpc_proxying_to_the_grpc_callee(acl: Acl) -> None:
     assert len(acl.grpc_app.calls_of("Say")) == 1
 
 
+@pytest.mark.starts_sidecars
+def test_an_app_calling_itself(acl: Acl) -> None:
+    # InvokeService of the sidecar's own app id goes straight to the app, unchecked; a gRPC-proxied
+    # call of it is checked, with no caller identity (the API port has no mTLS): defaultAction.
+    own = acl.grpc_own
+    message = common_pb2.InvokeRequest(method="anything", data=any_pb2.Any(value=b"d"))
+    with grpc.insecure_channel(own.grpc_address) as channel:
+        reply = dapr_pb2_grpc.DaprStub(channel).InvokeService(
+            invoke_pb2.InvokeServiceRequest(id=acl.grpc_id, message=message), timeout=30
+        )
+        assert reply.data.value == b"reply:d"
+        with pytest.raises(grpc.RpcError) as raised:
+            channel.unary_unary("/test.Echo/Say")(b"hi", metadata=(("dapr-app-id", acl.grpc_id),), timeout=30)
+    assert raised.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert raised.value.details() == (
+        "access control policy has denied access to id:  operation: /test.Echo/Say verb: NONE"
+    )
+
+
 # -- without mTLS, policies only, policies daprd refuses ---------------------------------------------
 
 
+@pytest.mark.starts_sidecars
 def test_without_mtls_only_the_global_default_action_applies(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dapr_sidecar_factory: Any
 ) -> None:
@@ -386,6 +418,7 @@ def test_without_mtls_only_the_global_default_action_applies(
         assert not app.requests_to("/orders")
 
 
+@pytest.mark.starts_sidecars
 def test_policies_without_a_default_action_allow_other_apps(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dapr_sidecar_factory: Any
 ) -> None:
@@ -407,6 +440,7 @@ def test_policies_without_a_default_action_allow_other_apps(
         assert reply.json()["message"] == _denied(callee_id, a_id, "x", "GET")
 
 
+@pytest.mark.starts_sidecars
 def test_a_policy_without_namespace_stops_the_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dapr_sidecar_factory: Any
 ) -> None:

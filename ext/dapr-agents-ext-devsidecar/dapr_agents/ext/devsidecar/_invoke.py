@@ -658,7 +658,14 @@ class ServiceInvocation:
         metadata = [
             (k, v)
             for k, v in incoming
-            if k not in {"dapr-app-id", "dapr-api-token", "dapr-callee-app-id", "dapr-caller-app-id"}
+            if k
+            not in {
+                "dapr-app-id",
+                "dapr-api-token",
+                "dapr-callee-app-id",
+                "dapr-caller-app-id",
+                _CALLER_NAMESPACE,
+            }
             and _forwardable(k, v)
         ]
         app_id, namespace = target, self.namespace
@@ -695,6 +702,7 @@ class ServiceInvocation:
                 method = normalize_method(method)
             denied = self._denial(caller, method, None)
             if denied is not None:
+                await _drain(requests)
                 await context.abort(grpc.StatusCode.PERMISSION_DENIED, denied)
         channel = self.channel
         if not isinstance(channel, GrpcAppChannel) or channel.channel is None:
@@ -720,6 +728,19 @@ def _forwardable(key: str, value: Any) -> bool:
     return not (
         key.startswith(":") or key.startswith("grpc-") or key in {"user-agent", "te", "content-type"}
     ) and (_valid_metadata(key, value))
+
+
+async def _drain(requests: AsyncIterator[bytes], seconds: float = 1.0) -> None:
+    """Read what the caller sends (for at most ``seconds``) before refusing the call: a status sent
+    while the caller's sidecar is still writing reaches it, now and then, as INTERNAL "Internal
+    error from Core" instead of the status (grpc-python's client)."""
+
+    async def consume() -> None:
+        async for _ in requests:
+            pass
+
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(consume(), seconds)
 
 
 async def _relay(
