@@ -9,6 +9,7 @@ those restarts. Callers use the official a2a-sdk client through their own sideca
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -117,7 +118,23 @@ class Apps:
 
 @pytest.fixture
 def components(tmp_path: Path) -> Path:
-    return write_components(tmp_path / "components", state_backend="sqlite", pubsub=None)
+    """SQLite stores (durable across app restarts): the workflow store, and the stores a
+    dapr-agents DurableAgent uses (``agent-registry``, ``statestore``)."""
+    folder = tmp_path / "components"
+    write_components(
+        folder,
+        state_backend="sqlite",
+        state_store="agent-workflow",
+        sqlite_path=folder / "workflow.db",
+        pubsub=None,
+    )
+    for name in ("agent-registry", "statestore"):
+        (folder / f"store-{name}.yaml").write_text(
+            "apiVersion: dapr.io/v1alpha1\nkind: Component\nmetadata:\n"
+            f"  name: {name}\nspec:\n  type: state.sqlite\n  version: v1\n  metadata:\n"
+            f"  - name: connectionString\n    value: {json.dumps(str(folder / (name + '.db')))}\n"
+        )
+    return folder
 
 
 @pytest.fixture

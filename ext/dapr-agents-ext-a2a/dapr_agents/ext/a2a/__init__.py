@@ -10,6 +10,7 @@ import dapr-agents.
 from ._activity import activity_message_id, call_a2a_agent, register_a2a_activity
 from ._adapters import crewai_tool, langchain_tool, openai_tool, question_text
 from ._client import A2AAgentTool, A2AResult, a2a_agent_tool, message_id_for
+from ._durable import durable_agent_tool
 from ._errors import (
     A2ACallError,
     A2ACallTimeout,
@@ -46,6 +47,7 @@ __all__ = [
     "activity_message_id",
     "call_a2a_agent",
     "crewai_tool",
+    "durable_agent_tool",
     "langchain_tool",
     "message_id_for",
     "message_text",

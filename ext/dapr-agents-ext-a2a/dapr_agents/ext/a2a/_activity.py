@@ -43,7 +43,11 @@ def register_a2a_activity(runtime: wf.WorkflowRuntime, tool: A2AAgentTool, *, na
     Register before ``runtime.start()``.
     """
     activity_name = f"dapr.a2a.call.{sanitize_agent_name(name or tool.app_id or tool.target)}"
+    runtime.register_activity(_activity(tool), name=activity_name)
+    return activity_name
 
+
+def _activity(tool: A2AAgentTool) -> Any:
     def call_agent(ctx: wf.WorkflowActivityContext, data: Mapping[str, Any] | str) -> dict[str, Any]:
         request = {"task": data} if isinstance(data, str) else dict(data)
         try:
@@ -67,8 +71,7 @@ def register_a2a_activity(runtime: wf.WorkflowRuntime, tool: A2AAgentTool, *, na
             "context_id": result.context_id,
         }
 
-    runtime.register_activity(call_agent, name=activity_name)
-    return activity_name
+    return call_agent
 
 
 def call_a2a_agent(
