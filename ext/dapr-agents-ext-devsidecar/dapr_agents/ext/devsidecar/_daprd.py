@@ -202,6 +202,11 @@ class DaprControlPlane:
         """sentry's root certificate (PEM), once sentry has started."""
         return self.workdir / "sentry-certs" / "ca.crt" if self.mtls else None
 
+    def _control_plane_env(self) -> dict[str, str]:
+        # With mTLS each service's certificate names its namespace, and daprd expects the control
+        # plane's in "default" (--control-plane-namespace): not the NAMESPACE of whoever started it.
+        return {"NAMESPACE": "default"} if self.mtls else {}
+
     def _start_sentry(self, timeout: float) -> list[str]:
         """Start sentry and wait for it; returns the flags placement and scheduler need."""
         certs = self.workdir / "sentry-certs"
@@ -223,6 +228,7 @@ class DaprControlPlane:
                 "--log-level", "warn",
             ],
             self.workdir / "sentry.log",
+            self._control_plane_env(),
             outlives_parent=self._detached,
         )  # fmt: skip
         self.health_ports["sentry"] = health
@@ -258,6 +264,7 @@ class DaprControlPlane:
                 *tls_flags,
             ],
             self.workdir / "placement.log",
+            self._control_plane_env(),
             outlives_parent=self._detached,
         )  # fmt: skip
         scheduler_health, etcd_client, etcd_peer = _free_port(), _free_port(), _free_port()
@@ -279,6 +286,7 @@ class DaprControlPlane:
                 *tls_flags,
             ],
             self.workdir / "scheduler.log",
+            self._control_plane_env(),
             outlives_parent=self._detached,
         )  # fmt: skip
         self.health_ports.update({"placement": placement_health, "scheduler": scheduler_health})
