@@ -175,6 +175,14 @@ class DevSidecar:
         self.access_control = parse_access_control(
             self._config_spec, str(config or ""), is_http=app_protocol != "grpc"
         )
+        if self.access_control is not None and self.access_control.policies and not enable_mtls:
+            # daprd says nothing here, and its policies silently never match: say it once.
+            _log.warning(
+                "configuration file %s: accessControl policies apply only with mTLS (--enable-mtls), "
+                "as on daprd; without it every call gets the defaultAction %r",
+                config,
+                self.access_control.default_action,
+            )
         # Secrets, configuration, locks and jobs: each serves its own gRPC methods and HTTP routes.
         self._blocks: list[SecretsBlock | ConfigurationBlock | LockBlock | JobsBlock] = []
         self._capabilities: dict[str, Sequence[str]] = {}
