@@ -455,3 +455,34 @@ def test_a_policy_without_namespace_stops_the_start(
         "invalid access control spec. missing trustdomain for apps: [], missing namespace for apps: [a], "
         "missing app name on at least one of the app policies: false"
     ) in str(raised.value)
+
+
+@pytest.mark.starts_sidecars
+def test_a_policy_names_the_callers_namespace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dapr_sidecar_factory: Any
+) -> None:
+    monkeypatch.setenv("DAPR_DEVSIDECAR_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("NAMESPACE", raising=False)
+    components = write_components(tmp_path / "components", pubsub=None, actor_state_store=False)
+    a_id = unique_id("a")
+    team = {**_policy(a_id, [{"name": "/x", "httpVerb": ["GET"], "action": "allow"}]), "namespace": "team"}
+    config = _configuration(tmp_path, "callee", {"defaultAction": "deny", "policies": [team]})
+    with HttpApp() as app:
+        callee_id = unique_id("callee")
+        start = dapr_sidecar_factory.start
+        callee = start(components, app_id=callee_id, app_port=app.port, config=config, enable_mtls=True)
+        # The same app id in namespace "team" (NAMESPACE, as daprd reads it) and in "default".
+        in_team = endpoint_of(start(components, app_id=a_id, enable_mtls=True, env={"NAMESPACE": "team"}))
+        in_default = endpoint_of(start(components, app_id=a_id, enable_mtls=True))
+        wait_until(lambda: http(f"{endpoint_of(callee).http_endpoint}/v1.0/healthz").status == 204)
+        target = f"{callee_id}.default"
+        assert http(f"{in_team.http_endpoint}/v1.0/invoke/{target}/method/x").status == 200
+        reply = http(f"{in_team.http_endpoint}/v1.0/invoke/{target}/method/y")
+        assert reply.status == 403
+        assert reply.json()["message"] == (
+            f"failed to invoke, id: {target}, err: rpc error: code = PermissionDenied desc = access control "
+            f"policy has denied access to id: spiffe://public/ns/team/{a_id} operation: y verb: GET"
+        )
+        reply = http(f"{in_default.http_endpoint}/v1.0/invoke/{callee_id}/method/x")
+        assert reply.status == 403
+        assert reply.json()["message"] == _denied(callee_id, a_id, "x", "GET")
