@@ -492,7 +492,9 @@ def test_a_job_due_before_the_app_listens_waits_for_it(dapr_sidecar_factory, fol
         with app:
             app.wait_for("/job/early")
             wait_until(lambda: gone(stub, "early"), what="the job to end")
-    assert len(app.requests_to("/job/early")) == 1
+    # Delivered, not dropped: once on the dev sidecar; daprd sometimes delivers such a waiting job
+    # twice as the app comes up (at least once).
+    assert len(app.requests_to("/job/early")) >= 1
 
 
 # -- durability -----------------------------------------------------------------------------------
