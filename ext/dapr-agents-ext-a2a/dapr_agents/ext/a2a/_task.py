@@ -396,7 +396,8 @@ def skills_from(skills: Sequence[Any] | None, name: str, description: str) -> li
             document.setdefault("id", sanitize_agent_name(str(document.get("name", name))))
             document.setdefault("name", document["id"])
             document.setdefault("description", description)
-            document.setdefault("tags", [])
+            if not document.get("tags"):  # required by the A2A spec
+                document["tags"] = [document["id"]]
             result.append(json_format.ParseDict(document, a2a_pb2.AgentSkill()))
         elif isinstance(skill, str):
             result.append(
