@@ -314,9 +314,12 @@ def test_an_http_app_gets_each_job_at_its_time(dapr_sidecar_factory, folder):
             stub.ScheduleJobAlpha1(
                 jobs_pb2.ScheduleJobRequest(job=jobs_pb2.Job(name="raw-job", due_time="0s", data=raw))
             )
-            stub.ScheduleJob(
-                jobs_pb2.ScheduleJobRequest(job=jobs_pb2.Job(name="thrice", schedule="@every 1s", repeats=3))
-            )
+            for job in [
+                jobs_pb2.Job(name="thrice", schedule="@every 1s", repeats=3),
+                jobs_pb2.Job(name="each-second", schedule="* * * * * *", repeats=2),  # a cron spec
+                jobs_pb2.Job(name="due-then-every", due_time="1s", schedule="@every 1s", repeats=2),
+            ]:
+                stub.ScheduleJob(jobs_pb2.ScheduleJobRequest(job=job))
             [value] = app.wait_for("/job/value-job")
             assert value.method == "POST"
             assert value.header("Content-Type") == "application/json"
@@ -324,8 +327,9 @@ def test_an_http_app_gets_each_job_at_its_time(dapr_sidecar_factory, folder):
             assert value.body == b'{"a":[1,"x"],"b":2}'  # the Value as Go encodes it
             [raw_delivery] = app.wait_for("/job/raw-job")
             assert raw_delivery.body == b'{"k": 1}'  # the Any's bytes, trimmed
-            wait_until(lambda: gone(stub, "thrice"), what="the repeating job to end")
-            assert len(app.requests_to("/job/thrice")) == 3
+            for name, ticks in [("thrice", 3), ("each-second", 2), ("due-then-every", 2)]:
+                wait_until(lambda name=name: gone(stub, name), what=f"the repeating job {name} to end")
+                assert len(app.requests_to(f"/job/{name}")) == ticks
             assert gone(stub, "value-job") and gone(stub, "raw-job")  # one-shot jobs end once delivered
 
 
