@@ -144,12 +144,26 @@ def make_apps(
     monkeypatch.setenv("DAPR_DEVSIDECAR_HOME", str(tmp_path / "home"))
     servers: list[ServerApp] = []
 
-    def make(app_token: str | None = None) -> Apps:
+    def make(
+        app_token: str | None = None,
+        *,
+        caller_id: str | None = None,
+        config: Path | None = None,
+        enable_mtls: bool = False,
+    ) -> Apps:
+        """The server app behind a sidecar (with ``config``, e.g. an access control list), and a
+        caller's sidecar (``caller_id``); ``enable_mtls`` on both (daprd's ACLs need it)."""
         server_id, port = unique_id("a2a-server"), free_port()
+        mtls = {"enable_mtls": True} if enable_mtls else {}
         sidecar = dapr_sidecar_factory.start(
-            components, app_id=server_id, app_port=port, app_api_token=app_token
+            components,
+            app_id=server_id,
+            app_port=port,
+            app_api_token=app_token,
+            **({"config": config} if config else {}),
+            **mtls,
         )
-        caller = dapr_sidecar_factory.start(components, app_id=unique_id("a2a-caller"))
+        caller = dapr_sidecar_factory.start(components, app_id=caller_id or unique_id("a2a-caller"), **mtls)
         workdir = tmp_path / f"work-{server_id}"
         workdir.mkdir()
         server = ServerApp(server_id, port, endpoint_of(sidecar), workdir, app_token)

@@ -110,7 +110,7 @@ async def test_streaming(make_apps: Callable[..., Apps]) -> None:
 
 @pytest.mark.xfail(
     sidecar_mode() == "dev",
-    strict=True,
+    strict=False,  # the dev sidecar is learning to stream invocation replies (then this passes)
     reason="the dev sidecar hands an HTTP app's reply to the caller once the app has sent all of it; "
     "daprd streams it, so the first events arrive while the task works",
 )
