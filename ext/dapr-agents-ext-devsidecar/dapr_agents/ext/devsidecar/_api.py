@@ -29,6 +29,7 @@ from google.protobuf import empty_pb2, struct_pb2
 from ._conversation import ConversationBackend, ConversationError, validate_alpha2
 from ._errors import EtagInvalidError, EtagMismatchError, StoreError
 from ._gojson import go_json_error, normalize_json
+from ._outbox import OutboxError, StateOutbox, Upsert
 from ._pubsub import (
     CLOUDEVENTS_JSON,
     BusMessage,
@@ -79,7 +80,9 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
         connected_workers: Callable[[], int] = lambda: 0,
         block_methods: Mapping[str, Callable[..., Any]] | None = None,
         app_connection: Mapping[str, Any] | None = None,
+        outbox: StateOutbox | None = None,
     ) -> None:
+        self._outbox = outbox
         self._app_connection = dict(app_connection or {})
         self._app_id = app_id
         self._stores = dict(state_stores)
@@ -361,11 +364,18 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
     ) -> empty_pb2.Empty:
         try:
             store = self._store(request.storeName)
+            outbox = self._outbox if self._outbox is not None and self._outbox.enabled(store.name) else None
+            upserts: list[Upsert] = []
             ops: list[StateOp] = []
             for operation in request.operations:
                 item = operation.request
                 if operation.operationType == "upsert":
-                    ops.append(self._set_op(store, item, from_save=False))
+                    op = self._set_op(store, item, from_save=False)
+                    if outbox is not None:
+                        upserts.append(Upsert(op.key, op.value, dict(item.metadata)))
+                        if upserts[-1].is_projection:
+                            continue  # published for the upsert of its key, never saved
+                    ops.append(op)
                 elif operation.operationType == "delete":
                     ops.append(
                         self._delete_op(
@@ -381,6 +391,17 @@ class DaprApi(dapr_pb2_grpc.DaprServicer):
                         f"operation type {operation.operationType} not supported",
                         reason="ERR_NOT_SUPPORTED_STATE_OPERATION",
                     )
+            if outbox is not None:
+                try:
+                    markers = await outbox.publish_internal(store.name, upserts)
+                except OutboxError as exc:
+                    raise ApiError(
+                        grpc.StatusCode.INTERNAL,
+                        f"error while publishing outbox message: {exc}",
+                        reason="DAPR_PUBSUB_OUTBOX",
+                        metadata={"appID": self._app_id, "error": str(exc)},
+                    ) from exc
+                ops += [outbox.marker_op(marker) for marker in markers]
             try:
                 await store.backend.transact(ops)
             except StoreError as exc:

@@ -32,6 +32,7 @@ from ._invoke import ServiceInvocation
 from ._jobs import JobsBlock
 from ._lock import LockBlock, RedisLockStore, open_lock_store
 from ._nameresolution import Registry
+from ._outbox import StateOutbox, outbox_configs
 from ._pubsub import PubSub, open_pubsub
 from ._secrets import SecretsBlock, open_secret_stores, resolve_secret_refs, secret_scopes
 from ._state import StateBackend
@@ -151,6 +152,7 @@ class DevSidecar:
         self._invocation: ServiceInvocation | None = None
         self.app_channel: AppChannel | None = None  # how building blocks reach the app
         self._subscriptions: AppSubscriptions | None = None
+        self._outbox: StateOutbox | None = None
         self._resources: Resources = load_resources(resources_paths, app_id=app_id, env=self._env)
         self.components: list[Component] = list(components) + self._resources.components
         names = [c.name for c in self.components]
@@ -335,7 +337,22 @@ class DevSidecar:
         except BaseException:
             await self._close_components()
             raise
+        configs = outbox_configs(self.components)
+        if configs:
+            self._outbox = StateOutbox(
+                app_id=self.app_id,
+                namespace=self.namespace,
+                configs=configs,
+                backends={name: self._stores[name].backend for name in configs},
+                pubsubs=self._pubsubs,
+            )
+            try:
+                await self._outbox.start()
+            except BaseException:
+                await self._close_components()
+                raise
         self._api = DaprApi(
+            outbox=self._outbox,
             app_id=self.app_id,
             state_stores=self._stores,
             pubsubs=self._pubsubs,
@@ -433,6 +450,9 @@ class DevSidecar:
         if self._subscriptions is not None:
             await self._subscriptions.close()
             self._subscriptions = None
+        if self._outbox is not None:
+            await self._outbox.close()
+            self._outbox = None
         if self.app_channel is not None:
             await self.app_channel.close()
             self.app_channel = None
