@@ -501,6 +501,31 @@ def test_a_job_due_before_the_app_listens_waits_for_it(dapr_sidecar_factory, fol
     assert len(app.requests_to("/job/early")) >= 1
 
 
+def test_a_job_waits_while_the_app_fails_its_health_checks(dapr_sidecar_factory, folder):
+    from dapr_agents.ext.devsidecar import AppHealthCheck
+
+    healthy = threading.Event()
+
+    def answer(request: Received) -> Reply:
+        if request.path == "/healthz":
+            return Reply(200 if healthy.is_set() else 503)
+        return Reply(200)
+
+    check = AppHealthCheck(interval=0.5, timeout=0.5, threshold=1)
+    drop = common_pb2.JobFailurePolicy(drop=common_pb2.JobFailurePolicyDrop())
+    with HttpApp(answer) as app:
+        sidecar = start(dapr_sidecar_factory, folder, app_port=app.port, app_health_check=check)
+        with raw_stub(endpoint_of(sidecar)) as stub:
+            job = jobs_pb2.Job(name="patient", due_time="0s", failure_policy=drop)  # a failure would lose it
+            stub.ScheduleJob(jobs_pb2.ScheduleJobRequest(job=job))
+            app.wait_for("/healthz", count=3)  # probed, and still unhealthy
+            assert not gone(stub, "patient")
+            assert app.requests_to("/job/patient") == []
+            healthy.set()
+            app.wait_for("/job/patient")
+            wait_until(lambda: gone(stub, "patient"), what="the job to end")
+
+
 # -- durability -----------------------------------------------------------------------------------
 
 
