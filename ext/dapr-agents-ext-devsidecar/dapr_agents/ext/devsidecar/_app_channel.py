@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -264,6 +264,33 @@ class AppReply:
     message: str = ""
     trailers: Metadata = field(default_factory=list)
     details: bytes = b""  # a gRPC app's google.rpc.Status details (grpc-status-details-bin)
+    #: The rest of the body, still arriving from the app (after ``body``); None once complete.
+    #: Whoever takes the reply reads it to the end or closes it (``aclose``), which closes the
+    #: app's connection. It raises :class:`AppChannelError` (or, between sidecars, the invoke
+    #: module's error) when the app's reply breaks off.
+    stream: AsyncIterator[bytes] | None = None
+
+
+async def complete(reply: AppReply) -> AppReply:
+    """``reply`` with its whole body read into ``body``."""
+    if reply.stream is not None:
+        stream, reply.stream = reply.stream, None
+        parts = [reply.body]
+        try:
+            async for chunk in stream:
+                parts.append(chunk)
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        reply.body = b"".join(parts)
+    return reply
+
+
+async def discard(reply: AppReply) -> None:
+    """Stop reading the rest of ``reply`` (closes the app's connection if it is still sending)."""
+    if reply.stream is not None:
+        stream, reply.stream = reply.stream, None
+        with contextlib.suppress(Exception):
+            await stream.aclose()  # type: ignore[attr-defined]
 
 
 class AppChannelError(Exception):
@@ -394,7 +421,9 @@ class AppChannel:
     async def probe(self) -> bool:
         raise NotImplementedError
 
-    async def invoke(self, invocation: Invocation) -> AppReply:
+    async def invoke(self, invocation: Invocation, *, stream: bool = False) -> AppReply:
+        """Call the app; ``stream=True`` lets an HTTP app's reply body arrive as
+        :attr:`AppReply.stream` (a gRPC app's reply is always complete)."""
         raise NotImplementedError
 
 
@@ -473,29 +502,49 @@ class HttpAppChannel(AppChannel):
             _log.debug("GET /dapr/config on the app failed: %s", exc)
 
     async def request(
-        self, verb: str, path_and_query: str, headers: Sequence[tuple[str, str]] = (), body: bytes = b""
+        self,
+        verb: str,
+        path_and_query: str,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes = b"",
+        *,
+        stream: bool = False,
     ) -> AppReply:
-        """One HTTP request to the app, as is; transport failures raise :class:`AppChannelError`."""
+        """One HTTP request to the app, as is; transport failures raise :class:`AppChannelError`.
+
+        ``stream=True``: a body that has not fully arrived with the head is left in
+        :attr:`AppReply.stream`, read from the app as the caller reads it (aiohttp stops reading
+        the socket while its buffer is full, so a slow caller slows the app down). A body that
+        came whole with the head (most small replies) is read at once, as without ``stream``."""
         import aiohttp
 
         if self._session is None:
             raise AppChannelError("the app channel is closed")
         url = self.base_url + path_and_query
         try:
-            async with self._session.request(
+            response = await self._session.request(
                 verb, url, headers=list(headers), data=body if body else None, allow_redirects=False
-            ) as response:
-                content = await response.read()
-                return AppReply(
-                    "http",
-                    response.status,
-                    [(k, v) for k, v in response.headers.items()],
-                    content,
-                    response.headers.get("Content-Type", ""),
-                )
+            )
         except (aiohttp.ClientError, OSError) as exc:
             address = f"{self.connection.address}:{self.connection.port}"
             raise AppChannelError(_go_dial_error(verb, url, address, exc)) from exc
+        reply = AppReply(
+            "http",
+            response.status,
+            [(k, v) for k, v in response.headers.items()],
+            content_type=response.headers.get("Content-Type", ""),
+        )
+        if stream and not response.content.is_eof():
+            reply.stream = _body(response, verb, url)
+            return reply
+        try:
+            reply.body = await response.read()
+        except (aiohttp.ClientError, OSError) as exc:
+            response.close()
+            address = f"{self.connection.address}:{self.connection.port}"
+            raise AppChannelError(_go_dial_error(verb, url, address, exc)) from exc
+        response.release()
+        return reply
 
     async def probe(self) -> bool:
         import aiohttp
@@ -513,7 +562,7 @@ class HttpAppChannel(AppChannel):
         except (aiohttp.ClientError, OSError, asyncio.TimeoutError):
             return False
 
-    async def invoke(self, invocation: Invocation) -> AppReply:
+    async def invoke(self, invocation: Invocation, *, stream: bool = False) -> AppReply:
         if invocation.verb is None:
             raise AppChannelError("rpc error: code = InvalidArgument desc = missing HTTP extension field")
         if invocation.verb == "CONNECT":
@@ -523,7 +572,32 @@ class HttpAppChannel(AppChannel):
         if invocation.query:
             path += "?" + invocation.query
         headers = _http_headers(invocation, self.connection.api_token)
-        return await self.request(invocation.verb, path, headers, invocation.body)
+        return await self.request(invocation.verb, path, headers, invocation.body, stream=stream)
+
+
+async def _body(response: aiohttp.ClientResponse, verb: str, url: str) -> AsyncIterator[bytes]:
+    """The body of ``response`` as it arrives; the connection goes back to the pool at the end,
+    and is closed if the reply breaks off or the reader stops early."""
+    import aiohttp
+
+    finished = False
+    try:
+        while True:
+            try:
+                chunk = await response.content.readany()
+            except (aiohttp.ClientError, OSError) as exc:
+                # Go's words for a body that breaks off (daprd: "unexpected EOF").
+                cause = "unexpected EOF" if isinstance(exc, aiohttp.ClientPayloadError) else str(exc)
+                raise AppChannelError(f"reading the reply of {verb} {url!r}: {cause}") from exc
+            if not chunk:
+                finished = True
+                return
+            yield chunk
+    finally:
+        if finished:
+            response.release()
+        else:
+            response.close()
 
 
 def grpc_metadata(invocation: Invocation, token: str | None) -> Metadata:
@@ -595,7 +669,7 @@ class GrpcAppChannel(AppChannel):
             return False
         return True
 
-    async def invoke(self, invocation: Invocation) -> AppReply:
+    async def invoke(self, invocation: Invocation, *, stream: bool = False) -> AppReply:
         from dapr.proto.common.v1 import common_pb2
         from google.protobuf import any_pb2
 

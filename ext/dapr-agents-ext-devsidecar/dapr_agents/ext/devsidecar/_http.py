@@ -4,11 +4,17 @@ Every ``DaprClient`` construction polls ``GET /v1.0/healthz/outbound`` (dapr-age
 client per state call), so this is a minimal HTTP/1.1 server on asyncio streams with keep-alive
 and no framework: a health answer costs one read and one write. Health routes are exempt from
 the API token, as in daprd; every other route requires it.
+
+Service-invocation replies are written as daprd writes them: a body with chunked transfer
+encoding (daprd copies the app's body through a writer that flushes every write, so Go's server
+never knows the length), sent on as it arrives from the app, each chunk once the caller's socket
+has taken the previous one.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import urllib.parse
@@ -97,18 +103,64 @@ class HttpApiServer:
         writer.write(head.encode("latin-1") + b"\r\n" + (body if status != 204 else b""))
         await writer.drain()
 
-    async def _write_reply(self, writer: asyncio.StreamWriter, reply: HttpReply) -> None:
+    async def _write_reply(self, writer: asyncio.StreamWriter, reply: HttpReply, version: str) -> bool:
+        """Write ``reply``; False if the connection cannot carry another request (an HTTP/1.0
+        stream ended by closing it, or a stream that broke off and was cut)."""
+        stream = reply.stream
         try:
-            reason = HTTPStatus(reply.status).phrase
-        except ValueError:
-            reason = "Status"
-        lines = [f"HTTP/1.1 {reply.status} {reason}"]
-        lines += [f"{name}: {value}" for name, value in reply.headers]
-        if reply.status >= 200 and reply.status not in (204, 304):
-            lines.append(f"Content-Length: {len(reply.body)}")
-        head = "\r\n".join(lines).encode("latin-1", errors="replace") + b"\r\n\r\n"
-        writer.write(head + (reply.body if reply.status not in (204, 304) else b""))
-        await writer.drain()
+            try:
+                reason = HTTPStatus(reply.status).phrase
+            except ValueError:
+                reason = "Status"
+            lines = [f"HTTP/1.1 {reply.status} {reason}"]
+            lines += [f"{name}: {value}" for name, value in reply.headers]
+            with_body = reply.status >= 200 and reply.status not in (204, 304)
+            chunked = version != "HTTP/1.0"  # an HTTP/1.0 client reads a stream until the close
+            if not with_body:
+                pass
+            elif stream is None and (not reply.body or not chunked or reply.own):
+                lines.append(f"Content-Length: {len(reply.body)}")
+            elif chunked:
+                lines.append("Transfer-Encoding: chunked")
+            head = "\r\n".join(lines).encode("latin-1", errors="replace") + b"\r\n\r\n"
+            if not with_body:
+                writer.write(head)
+                await writer.drain()
+                return True
+            if stream is None:
+                # The fast path: the whole reply in one write.
+                if chunked and reply.body and not reply.own:
+                    writer.write(b"%s%x\r\n%s\r\n0\r\n\r\n" % (head, len(reply.body), reply.body))
+                else:
+                    writer.write(head + reply.body)
+                await writer.drain()
+                return True
+            writer.write(head + (_chunk(reply.body) if chunked else reply.body))
+            await writer.drain()
+            try:
+                async for data in stream:
+                    if data:
+                        writer.write(_chunk(data) if chunked else data)
+                        await writer.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                # The app's reply broke off. daprd ends the body there as if it were complete
+                # (and, for an "Accept: text/event-stream" call of its own app, appends its
+                # ERR_DIRECT_INVOKE error to the body); cutting the connection lets the caller
+                # see that the reply is incomplete.
+                _log.warning("HTTP service invocation failed to complete with error: %s", exc)
+                writer.transport.abort()
+                return False
+            if not chunked:
+                return False
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return True
+        finally:
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    await stream.aclose()  # type: ignore[attr-defined]
 
     @staticmethod
     def _error(code: str, message: str) -> bytes:
@@ -132,7 +184,7 @@ class HttpApiServer:
                 if len(parts) != 3:
                     await self._respond(writer, 400, self._error("ERR_MALFORMED_REQUEST", "bad request line"))
                     return
-                method, target, _version = parts
+                method, target, version = parts
                 headers: dict[str, str] = {}
                 for line in lines[1:]:
                     if ":" in line:
@@ -148,8 +200,8 @@ class HttpApiServer:
                     length = int(headers.get("content-length", "0") or 0)
                     body = await reader.readexactly(length) if length else b""
                 path, _, query = target.partition("?")
-                await self._route(writer, method, path, headers, query, body)
-                if headers.get("connection", "").lower() == "close":
+                keep = await self._route(writer, method, path, headers, query, body, version)
+                if not keep or headers.get("connection", "").lower() == "close":
                     return
         except (ConnectionError, asyncio.IncompleteReadError):
             return
@@ -165,7 +217,8 @@ class HttpApiServer:
         headers: dict[str, str],
         query: str = "",
         body: bytes = b"",
-    ) -> None:
+        version: str = "HTTP/1.1",
+    ) -> bool:
         if path in _HEALTH_ROUTES:
             if method != "GET":
                 await self._respond(
@@ -186,14 +239,14 @@ class HttpApiServer:
                 )
             else:
                 await self._respond(writer, 204)
-            return
+            return True
         if self._token is not None and not tokens_match(headers.get("dapr-api-token"), self._token):
             await self._respond(writer, 401, self._error("ERR_UNAUTHORIZED", "invalid api token"))
-            return
+            return True
         if path == "/v1.0/metadata" and method == "GET":
             body = json.dumps(await self._metadata()).encode("utf-8")
             await self._respond(writer, 200, body)
-            return
+            return True
         for candidate in self._routes:
             params = candidate.match(method, path)
             if params is not None:
@@ -202,16 +255,21 @@ class HttpApiServer:
                 )
                 response = await candidate.handler(request)
                 await self._respond(writer, response.status, response.body, response.content_type)
-                return
+                return True
         if self._fallback is not None:
             target = f"{path}?{query}" if query else path
-            await self._write_reply(writer, await self._fallback(method, target, list(headers.items()), body))
-            return
+            reply = await self._fallback(method, target, list(headers.items()), body)
+            return await self._write_reply(writer, reply, version)
         await self._respond(
             writer,
             404,
             self._error("ERR_NOT_FOUND", f"{method} {path} is not served by the dev sidecar"),
         )
+        return True
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data) if data else b""
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:

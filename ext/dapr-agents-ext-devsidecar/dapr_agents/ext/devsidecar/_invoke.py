@@ -10,8 +10,16 @@ daprd's texts (``failed to invoke, id: <id>, err: ...``, ``ERR_DIRECT_INVOKE``),
 between HTTP and gRPC with daprd's tables.
 
 The internal port speaks a private protocol between dev sidecars (daprd's internal API is not
-published in the SDK): one unary method carrying an :class:`~._app_channel.Invocation` as JSON
-plus the body, and every other method proxied to the app as raw gRPC.
+published in the SDK), and every other method there is proxied to the app as raw gRPC:
+
+- ``CallLocal`` (unary): an :class:`~._app_channel.Invocation` as JSON plus its body; the answer
+  is the app's reply head as JSON plus its body. A reply the app is still writing when its head
+  arrives (a stream, a large body) is answered with the head, the body so far and a ticket;
+- ``ReadReply`` (server streaming), called with the ticket, sends the rest of that body chunk by
+  chunk as it comes from the app, as daprd's ``CallLocalStream`` does, under gRPC's flow control.
+
+Small replies so keep the cost of one unary call, and an HTTP caller gets a streamed reply as it
+arrives, with chunked transfer encoding (:mod:`._http`), as from daprd.
 """
 
 from __future__ import annotations
@@ -19,11 +27,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import logging
 import os
 import socket
 import urllib.parse
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +52,8 @@ from ._app_channel import (
     Invocation,
     Metadata,
     canonical_header,
+    complete,
+    discard,
     grpc_code,
     grpc_to_http_code,
     http_to_grpc_code,
@@ -56,8 +68,12 @@ _log = logging.getLogger(__name__)
 #: from the caller's certificate); never forwarded to the app.
 _CALLER_NAMESPACE = "dapr-devsidecar-caller-namespace"
 
-#: The one unary method of the internal port; everything else there is proxied to the app.
+#: The methods of the internal port; everything else there is proxied to the app.
 CALL_LOCAL = "/dapr.devsidecar.internal.v1.ServiceInvocation/CallLocal"
+READ_REPLY = "/dapr.devsidecar.internal.v1.ServiceInvocation/ReadReply"
+
+#: How long a streamed reply waits for its caller's ``ReadReply`` before it is dropped.
+_UNCLAIMED_REPLY_SECONDS = 30.0
 
 _VERBS = ("GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH")
 
@@ -148,7 +164,9 @@ def _unpack(payload: bytes) -> tuple[dict[str, Any], bytes]:
     return json.loads(payload[4 : 4 + size]), payload[4 + size :]
 
 
-def encode_invocation(invocation: Invocation) -> bytes:
+def encode_invocation(invocation: Invocation, streams: bool = False) -> bytes:
+    """``streams``: the caller reads a reply that is still arriving with ``ReadReply`` (dev
+    sidecars of earlier versions neither send nor read it, and get whole replies)."""
     header = {
         "method": invocation.method,
         "verb": invocation.verb,
@@ -158,10 +176,12 @@ def encode_invocation(invocation: Invocation) -> bytes:
         "grpcOrigin": invocation.grpc_origin,
         "traceparent": invocation.traceparent,
     }
+    if streams:
+        header["streams"] = True
     return _pack(header, invocation.body)
 
 
-def decode_invocation(payload: bytes) -> Invocation:
+def decode_invocation(payload: bytes) -> tuple[Invocation, bool]:
     header, body = _unpack(payload)
     return Invocation(
         method=header["method"],
@@ -172,14 +192,17 @@ def decode_invocation(payload: bytes) -> Invocation:
         content_type=header["contentType"],
         grpc_origin=header["grpcOrigin"],
         traceparent=header["traceparent"],
-    )
+    ), bool(header.get("streams"))
 
 
 #: The gRPC status codes an internal ``CallLocal`` failure carries, by grpc-go name.
 INTERNAL, PERMISSION_DENIED = "Internal", "PermissionDenied"
 
 
-def encode_reply(reply: AppReply | None, error: str | None = None, code: str = INTERNAL) -> bytes:
+def encode_reply(
+    reply: AppReply | None, error: str | None = None, code: str = INTERNAL, ticket: str = ""
+) -> bytes:
+    """An app reply's head and its body so far; ``ticket``: ``ReadReply`` sends the rest."""
     if reply is None:
         return _pack({"error": error or "unknown error", "code": code}, b"")
     header = {
@@ -191,10 +214,15 @@ def encode_reply(reply: AppReply | None, error: str | None = None, code: str = I
         "trailers": _encode_metadata(reply.trailers),
         "details": base64.b64encode(reply.details).decode(),
     }
+    if ticket:
+        header["more"] = ticket
     return _pack(header, reply.body)
 
 
-def decode_reply(payload: bytes) -> AppReply | InvokeError:
+def decode_reply(
+    payload: bytes, rest: Callable[[str], AsyncIterator[bytes]] | None = None
+) -> AppReply | InvokeError:
+    """A reply; one with a ticket gets ``rest(ticket)`` as the rest of its body."""
     header, body = _unpack(payload)
     if "error" in header:
         code = str(header.get("code") or INTERNAL)
@@ -210,21 +238,26 @@ def decode_reply(payload: bytes) -> AppReply | InvokeError:
         message=header["message"],
         trailers=_decode_metadata(header["trailers"]),
         details=base64.b64decode(header["details"]),
+        stream=rest(header["more"]) if header.get("more") and rest is not None else None,
     )
 
 
 @dataclass
 class HttpReply:
-    """An HTTP response for the sidecar's HTTP server to write."""
+    """An HTTP response for the sidecar's HTTP server to write: ``body``, then ``stream`` (the
+    rest, as it arrives) if there is one. An app's reply is written as daprd relays it, chunked;
+    the sidecar's own answers (``own``: errors) with a Content-Length, as daprd writes them."""
 
     status: int
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
+    stream: AsyncIterator[bytes] | None = None
+    own: bool = False
 
 
 def _json_error(status: int, code: str, message: str) -> HttpReply:
     body = json.dumps({"errorCode": code, "message": message}, separators=(",", ":")).encode()
-    return HttpReply(status, [("Content-Type", "application/json")], body)
+    return HttpReply(status, [("Content-Type", "application/json")], body, own=True)
 
 
 _NO_APP_ID = "failed getting app id either from the URL path or the header dapr-app-id"
@@ -308,7 +341,7 @@ def http_reply(reply: AppReply, traceparent: str, head: bool = False) -> HttpRep
             if k.lower() not in HOP_BY_HOP and k.lower() not in {"content-length", "traceparent"}
         ]
         headers.append(("Traceparent", traceparent))
-        return HttpReply(reply.status, headers, b"" if head else reply.body)
+        return HttpReply(reply.status, headers, b"" if head else reply.body, None if head else reply.stream)
     headers = _http_headers_from_grpc_metadata(reply.headers)
     headers.append(("Traceparent", traceparent))
     if reply.status == 0:
@@ -364,6 +397,8 @@ class ServiceInvocation:
         self._internal: grpc.aio.Server | None = None
         self._registration: Registration | None = None
         self._peers: dict[str, grpc.aio.Channel] = {}
+        # Replies still arriving from the app, by ticket, until their caller reads them.
+        self._unclaimed: dict[str, AsyncIterator[bytes]] = {}
         self._host_address = os.environ.get("DAPR_HOST_IP") or "127.0.0.1"
         self._host_name = socket.gethostname()
 
@@ -409,6 +444,8 @@ class ServiceInvocation:
         for channel in self._peers.values():
             await channel.close()
         self._peers.clear()
+        for ticket in list(self._unclaimed):
+            self._drop_unclaimed(ticket)
 
     # -- the core -----------------------------------------------------------------------------
 
@@ -423,8 +460,9 @@ class ServiceInvocation:
     def _is_self(self, app_id: str, namespace: str) -> bool:
         return app_id == self.app_id and (namespace or "default") == (self.namespace or "default")
 
-    async def invoke(self, target: str, invocation: Invocation) -> AppReply:
-        """Call ``invocation.method`` of app ``target``; raises :class:`InvokeError`."""
+    async def invoke(self, target: str, invocation: Invocation, *, stream: bool = False) -> AppReply:
+        """Call ``invocation.method`` of app ``target``; raises :class:`InvokeError`. With
+        ``stream=True`` the reply's body may still be arriving (:attr:`AppReply.stream`)."""
         invocation.method = normalize_method(invocation.method)
         if target.startswith(("http://", "https://")):
             raise InvokeError(
@@ -432,7 +470,7 @@ class ServiceInvocation:
             )
         app_id, namespace = self._split_target(target)
         if self._is_self(app_id, namespace):
-            return await self.invoke_local(invocation)
+            return await self.invoke_local(invocation, stream=stream)
         if self.registry is None:
             raise InvokeError(f"couldn't find service: {app_id}")
         self._add_forwarding_metadata(invocation, app_id)
@@ -444,8 +482,9 @@ class ServiceInvocation:
                     break
                 raise InvokeError(f"couldn't find service: {app_id}")
             attempts += 1
+            peer = self._peer(address)
             try:
-                payload = await self._peer(address).unary_unary(CALL_LOCAL)(encode_invocation(invocation))
+                payload = await peer.unary_unary(CALL_LOCAL)(encode_invocation(invocation, streams=True))
             except grpc.aio.AioRpcError as exc:
                 if exc.code() != grpc.StatusCode.UNAVAILABLE:
                     raise InvokeError(
@@ -456,20 +495,20 @@ class ServiceInvocation:
                 self.registry.forget(app_id, namespace, address)
                 await self._drop_peer(address)
                 continue
-            decoded = decode_reply(payload)
+            decoded = decode_reply(payload, functools.partial(_rest_of_reply, peer))
             if isinstance(decoded, InvokeError):
                 raise decoded
-            return decoded
+            return decoded if stream else await complete(decoded)
         raise InvokeError(
             f"failed to invoke target {app_id} after {attempts} retries. Error: rpc error: code = "
             f"Unavailable desc = connection error: desc = {go_quote('transport: ' + last)}"
         )
 
-    async def invoke_local(self, invocation: Invocation) -> AppReply:
+    async def invoke_local(self, invocation: Invocation, *, stream: bool = False) -> AppReply:
         if self.channel is None:
             raise InvokeError("cannot invoke local endpoint: app channel not initialized")
         try:
-            return await self.channel.invoke(invocation)
+            return await self.channel.invoke(invocation, stream=stream)
         except AppChannelError as exc:
             raise InvokeError(str(exc)) from exc
 
@@ -489,7 +528,7 @@ class ServiceInvocation:
             return None
         return self.access_control.denial(caller, operation, verb)
 
-    async def _serve_local(self, invocation: Invocation) -> AppReply | tuple[str, str]:
+    async def _serve_local(self, invocation: Invocation, stream: bool = False) -> AppReply | tuple[str, str]:
         # The callee side of a sidecar-to-sidecar call: daprd's CallLocal (app channel, then ACL).
         if self.channel is None:
             return "app channel is not initialized", INTERNAL
@@ -501,9 +540,22 @@ class ServiceInvocation:
         if denied is not None:
             return denied, PERMISSION_DENIED
         try:
-            return await self.channel.invoke(invocation)
+            return await self.channel.invoke(invocation, stream=stream)
         except AppChannelError as exc:
             return f"error invoking app channel: {exc}", INTERNAL
+
+    def _hold(self, stream: AsyncIterator[bytes]) -> str:
+        """Keep ``stream`` for the caller's ``ReadReply``; closed if it is not read in time."""
+        ticket = uuid.uuid4().hex
+        self._unclaimed[ticket] = stream
+        asyncio.get_running_loop().call_later(_UNCLAIMED_REPLY_SECONDS, self._drop_unclaimed, ticket)
+        return ticket
+
+    def _drop_unclaimed(self, ticket: str) -> None:
+        stream = self._unclaimed.pop(ticket, None)
+        if stream is not None:
+            task = asyncio.ensure_future(stream.aclose())  # type: ignore[attr-defined]
+            task.add_done_callback(lambda done: done.cancelled() or done.exception())
 
     def _add_forwarding_metadata(self, invocation: Invocation, callee: str) -> None:
         metadata = invocation.metadata
@@ -568,11 +620,13 @@ class ServiceInvocation:
             traceparent=traceparent,
         )
         try:
-            reply = await self.invoke(app_id, invocation)
+            reply = await self.invoke(app_id, invocation, stream=True)
         except InvokeError as exc:
             # daprd keeps ERR_DIRECT_INVOKE but answers 403 for the callee's access control denial.
             status = 403 if exc.permission_denied else 500
             return _json_error(status, "ERR_DIRECT_INVOKE", error_message(app_id, str(exc)))
+        if verb == "HEAD":
+            await discard(reply)
         return http_reply(reply, traceparent, head=verb == "HEAD")
 
     # -- gRPC: InvokeService ------------------------------------------------------------------
@@ -730,6 +784,24 @@ def _forwardable(key: str, value: Any) -> bool:
     ) and (_valid_metadata(key, value))
 
 
+async def _rest_of_reply(peer: grpc.aio.Channel, ticket: str) -> AsyncIterator[bytes]:
+    """The rest of a reply's body, read with ``ReadReply``; the call is cancelled if the reader
+    stops early (the other sidecar then closes the app's connection)."""
+    call = peer.unary_stream(READ_REPLY)(ticket.encode())
+    try:
+        while True:
+            try:
+                message = await call.read()
+            except grpc.aio.AioRpcError as exc:
+                raise InvokeError(f"rpc error: code = {_go_code(exc.code())} desc = {exc.details()}") from exc
+            if message is grpc.aio.EOF:
+                return
+            yield bytes(message)
+    finally:
+        if not call.done():
+            call.cancel()
+
+
 async def _drain(requests: AsyncIterator[bytes], seconds: float = 1.0) -> None:
     """Read what the caller sends (for at most ``seconds``) before refusing the call: a status sent
     while the caller's sidecar is still writing reaches it, now and then, as INTERNAL "Internal
@@ -809,7 +881,8 @@ class _ProxyHandler(grpc.GenericRpcHandler):
 
 
 class _InternalHandler(grpc.GenericRpcHandler):
-    """The internal port: ``CallLocal`` from other sidecars, and proxied gRPC calls for the app."""
+    """The internal port: ``CallLocal`` and ``ReadReply`` from other sidecars, and proxied gRPC
+    calls for the app."""
 
     def __init__(self, invocation: ServiceInvocation) -> None:
         self._invocation = invocation
@@ -818,15 +891,37 @@ class _InternalHandler(grpc.GenericRpcHandler):
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         if handler_call_details.method == CALL_LOCAL:
             return grpc.unary_unary_rpc_method_handler(self._call_local)
+        if handler_call_details.method == READ_REPLY:
+            return grpc.unary_stream_rpc_method_handler(self._read_reply)
         return self._proxy.service(handler_call_details)
 
     async def _call_local(self, payload: bytes, context: grpc.aio.ServicerContext) -> bytes:
         try:
-            invocation = decode_invocation(payload)
+            invocation, streams = decode_invocation(payload)
         except (ValueError, KeyError, TypeError) as exc:
             return encode_reply(None, f"malformed internal request: {exc}")
-        result = await self._invocation._serve_local(invocation)
-        return encode_reply(None, *result) if isinstance(result, tuple) else encode_reply(result)
+        result = await self._invocation._serve_local(invocation, stream=streams)
+        if isinstance(result, tuple):
+            return encode_reply(None, *result)
+        if result.stream is None:
+            return encode_reply(result)
+        return encode_reply(result, ticket=self._invocation._hold(result.stream))
+
+    async def _read_reply(self, ticket: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        stream = self._invocation._unclaimed.pop(ticket.decode(errors="replace"), None)
+        if stream is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no reply waits for this ticket")
+        assert stream is not None
+        try:
+            # Each chunk is sent once the caller's sidecar has room for it (gRPC flow control),
+            # and the app is read no faster than that.
+            async for chunk in stream:
+                yield chunk
+        except AppChannelError as exc:
+            await context.abort(grpc.StatusCode.INTERNAL, f"error invoking app channel: {exc}")
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.aclose()  # type: ignore[attr-defined]
 
     def _proxy_to_app(
         self, method: str, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext
