@@ -15,8 +15,6 @@ from a2a.types import a2a_pb2
 from a2a_official import official_client, request, send, text_of, user_message
 from conftest import Apps, wait_until
 
-from dapr_agents.ext.devsidecar.testing import sidecar_mode
-
 pytestmark = pytest.mark.starts_sidecars
 
 
@@ -108,12 +106,6 @@ async def test_streaming(make_apps: Callable[..., Apps]) -> None:
         assert events[-1].status_update.status.state == a2a_pb2.TASK_STATE_COMPLETED
 
 
-@pytest.mark.xfail(
-    sidecar_mode() == "dev",
-    strict=False,  # the dev sidecar is learning to stream invocation replies (then this passes)
-    reason="the dev sidecar hands an HTTP app's reply to the caller once the app has sent all of it; "
-    "daprd streams it, so the first events arrive while the task works",
-)
 async def test_stream_events_arrive_while_the_task_works_and_resubscribe(
     make_apps: Callable[..., Apps],
 ) -> None:
