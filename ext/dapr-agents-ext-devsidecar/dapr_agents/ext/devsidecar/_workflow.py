@@ -66,6 +66,67 @@ class WorkflowError(DevSidecarError):
         self.code = code
 
 
+def _refuse_if_held(instance: Instance, prefix: str = "") -> None:
+    """daprd's answer while a stalled workflow's actor holds its lock (until the sidecar restarts)."""
+    if instance.held:
+        raise WorkflowError(
+            f"{prefix}failed to invoke method for workflow '{instance.id}': actor is stalled", "UNKNOWN"
+        )
+
+
+def _stall_reason(
+    history: list[pb.HistoryEvent], new_events: list[pb.HistoryEvent], response: pb.WorkflowResponse
+) -> tuple[int, str] | None:
+    """Why daprd 1.18 would stall this turn (orchestrator/versioning.go), or None."""
+    if any(action.HasField("workflowVersionNotAvailable") for action in response.actions):
+        first = next((e.workflowStarted for e in history if e.HasField("workflowStarted")), None)
+        name = first.version.name if first is not None else ""
+        return pb.VERSION_NOT_AVAILABLE, f"Version not available: {name}"
+    recorded = [
+        patch for e in history if e.HasField("workflowStarted") for patch in e.workflowStarted.version.patches
+    ]
+    current = next(
+        (
+            list(e.workflowStarted.version.patches)
+            for e in reversed(new_events)
+            if e.HasField("workflowStarted") and e.workflowStarted.HasField("version")
+        ),
+        [],
+    )
+    if not recorded or current[: len(recorded)] == recorded:
+        return None
+    return (
+        pb.PATCH_MISMATCH,
+        f"Patch mismatch. History patches: [{', '.join(recorded)}], current patches: [{', '.join(current)}]. ",
+    )
+
+
+def _compact_patches(history: list[pb.HistoryEvent], new_events: list[pb.HistoryEvent]) -> None:
+    """daprd's compactPatches: a turn's ``workflowStarted`` keeps only the patches not already
+    recorded in the history, so the history holds each patch once."""
+    for event in new_events:
+        if not event.HasField("workflowStarted") or not event.workflowStarted.HasField("version"):
+            continue
+        version = event.workflowStarted.version
+        if not version.patches:
+            continue
+        counts: dict[str, int] = {}
+        for old in history:
+            if old.HasField("workflowStarted"):
+                for patch in old.workflowStarted.version.patches:
+                    counts[patch] = counts.get(patch, 0) + 1
+        fresh = []
+        for patch in version.patches:
+            if counts.get(patch, 0) > 0:
+                counts[patch] -= 1
+            else:
+                fresh.append(patch)
+        if fresh:
+            event.workflowStarted.version.CopyFrom(pb.WorkflowVersion(patches=fresh))
+        else:
+            event.workflowStarted.ClearField("version")
+
+
 class CorruptStateError(WorkflowError):
     """Persisted workflow state cannot be decoded; names the instance and the key."""
 
@@ -133,6 +194,8 @@ class Instance:
     in_flight: list[int] | None = None  # inbox sequence numbers of the outstanding turn
     turn_events: list[pb.HistoryEvent] = field(default_factory=list)
     queued: bool = False
+    #: Stalled in this run of the sidecar: no turn until it restarts (daprd holds the actor).
+    held: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     timers: dict[int, asyncio.TimerHandle] = field(default_factory=dict)
     start_handle: asyncio.TimerHandle | None = None
@@ -326,7 +389,7 @@ class WorkflowEngine:
         worker.activities.clear()
 
     def _enqueue_turn(self, instance: Instance) -> None:
-        if not instance.queued and instance.in_flight is None:
+        if not instance.queued and instance.in_flight is None and not instance.held:
             instance.queued = True
             self._ready.put_nowait(("turn", instance.id))
 
@@ -501,6 +564,7 @@ class WorkflowEngine:
             if instance.status in TERMINAL:
                 _log.info("event %r for finished workflow %r dropped", name, instance_id)
                 return
+            _refuse_if_held(instance)
             event = pb.HistoryEvent(
                 eventId=-1, timestamp=_now_ts(), eventRaised=pb.EventRaisedEvent(name=name, input=payload)
             )
@@ -515,6 +579,7 @@ class WorkflowEngine:
         async with instance.lock:
             if instance.status in TERMINAL:
                 return
+            _refuse_if_held(instance, "failed to submit termination request: ")
             event = pb.HistoryEvent(
                 eventId=-1,
                 timestamp=_now_ts(),
@@ -529,6 +594,7 @@ class WorkflowEngine:
         async with instance.lock:
             if instance.status in TERMINAL:
                 return
+            _refuse_if_held(instance)
             if resume:
                 event = pb.HistoryEvent(
                     eventId=-1, timestamp=_now_ts(), executionResumed=pb.ExecutionResumedEvent(input=reason)
@@ -547,8 +613,7 @@ class WorkflowEngine:
             return 0
         if instance.status not in TERMINAL:
             raise WorkflowError(
-                f"cannot purge workflow '{instance_id}': it is not in a completed state",
-                "FAILED_PRECONDITION",
+                "failed to purge workflow state: orchestration has not yet completed", "UNKNOWN"
             )
         count = 0
         if recursive:
@@ -673,7 +738,15 @@ class WorkflowEngine:
         instance.turn_events = []
         if response.HasField("version") and new_events and new_events[0].HasField("workflowStarted"):
             new_events[0].workflowStarted.version.CopyFrom(response.version)
+        stalled = _stall_reason(instance.history, new_events, response)
+        if stalled is not None:
+            await self._stall(instance, *stalled)
+            return []
+        _compact_patches(instance.history, new_events)
         meta = instance.meta
+        if meta["status"] == STALLED:
+            # daprd: any event processed clears the stall.
+            meta["status"] = meta.pop("stalledFrom", RUNNING)
         ops: list[StateOp] = []
         after: list[Any] = []  # side effects run once the transaction committed
         old_length = int(meta["historyLength"])
@@ -927,6 +1000,43 @@ class WorkflowEngine:
         if instance.inbox and instance.status not in TERMINAL:
             self._enqueue_turn(instance)
         return follow_ups
+
+    async def _stall(self, instance: Instance, reason: int, description: str) -> None:
+        """daprd's stallWorkflow: the turn's events stay in the inbox, an ``executionStalled``
+        event is recorded (once per description), and the instance waits for a sidecar restart."""
+        meta = instance.meta
+        if meta["status"] != STALLED:
+            meta["stalledFrom"] = meta["status"]
+            meta["status"] = STALLED
+        ops: list[StateOp] = []
+        history = instance.history
+        last = history[-1] if history else None
+        if (
+            last is None
+            or not last.HasField("executionStalled")
+            or last.executionStalled.description != description
+        ):
+            event = pb.HistoryEvent(
+                eventId=-1,
+                timestamp=_now_ts(),
+                executionStalled=pb.ExecutionStalledEvent(reason=reason, description=description),  # type: ignore[arg-type]
+            )
+            ops.append(
+                SetOp(
+                    key=self._key(instance.id, f"history-{len(history):06d}"), value=event.SerializeToString()
+                )
+            )
+            history = [*history, event]
+            meta["historyLength"] = len(history)
+        meta["updatedAt"] = time.time()
+        ops.append(self._meta_op(instance))
+        await self._backend.transact(ops)
+        instance.history = history
+        instance.held = True
+        instance.notify()
+        _log.info(
+            "workflow %r is stalled (%s); holding it until the sidecar restarts", instance.id, description
+        )
 
     async def _terminate_children(self, children: list[str], output: wrappers_pb2.StringValue | None) -> None:
         for child_id in children:
