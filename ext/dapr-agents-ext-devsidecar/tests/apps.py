@@ -165,6 +165,11 @@ class GrpcApp(appcallback_pb2_grpc.AppCallbackServicer, appcallback_pb2_grpc.App
             context.set_trailing_metadata((("x-app-trailer", "t"),))
             context.abort(grpc.StatusCode.NOT_FOUND, "no such thing")
         context.send_initial_metadata((("x-app-header", "h"),))
+        if request.method == "typed":  # a typed Any back, as the SDK's invoke-custom-data example
+            return common_pb2.InvokeResponse(
+                data=any_pb2.Any(type_url=request.data.type_url + ".Reply", value=request.data.value),
+                content_type="text/plain",
+            )
         return common_pb2.InvokeResponse(
             data=any_pb2.Any(value=b"reply:" + request.data.value), content_type="text/plain"
         )

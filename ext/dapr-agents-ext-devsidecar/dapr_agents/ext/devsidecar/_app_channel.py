@@ -249,6 +249,8 @@ class Invocation:
     content_type: str = ""
     grpc_origin: bool = False
     traceparent: str = EMPTY_TRACEPARENT
+    #: The ``type_url`` of an ``InvokeService`` request's ``Any`` data, passed to a gRPC app as is.
+    type_url: str = ""
 
 
 @dataclass
@@ -264,6 +266,7 @@ class AppReply:
     message: str = ""
     trailers: Metadata = field(default_factory=list)
     details: bytes = b""  # a gRPC app's google.rpc.Status details (grpc-status-details-bin)
+    type_url: str = ""  # a gRPC app's InvokeResponse data type_url, passed back as is
     #: The rest of the body, still arriving from the app (after ``body``); None once complete.
     #: Whoever takes the reply reads it to the end or closes it (``aclose``), which closes the
     #: app's connection. It raises :class:`AppChannelError` (or, between sidecars, the invoke
@@ -676,7 +679,7 @@ class GrpcAppChannel(AppChannel):
         self._check_healthy()
         request = common_pb2.InvokeRequest(
             method=invocation.method,
-            data=any_pb2.Any(value=invocation.body),
+            data=any_pb2.Any(type_url=invocation.type_url, value=invocation.body),
             content_type=invocation.content_type,
         )
         if invocation.verb is not None:
@@ -711,6 +714,7 @@ class GrpcAppChannel(AppChannel):
             response.data.value,
             response.content_type,
             trailers=_metadata_list(await call.trailing_metadata()),
+            type_url=response.data.type_url,
         )
 
 

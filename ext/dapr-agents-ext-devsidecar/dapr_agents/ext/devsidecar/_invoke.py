@@ -176,6 +176,8 @@ def encode_invocation(invocation: Invocation, streams: bool = False) -> bytes:
         "grpcOrigin": invocation.grpc_origin,
         "traceparent": invocation.traceparent,
     }
+    if invocation.type_url:
+        header["typeUrl"] = invocation.type_url
     if streams:
         header["streams"] = True
     return _pack(header, invocation.body)
@@ -192,6 +194,7 @@ def decode_invocation(payload: bytes) -> tuple[Invocation, bool]:
         content_type=header["contentType"],
         grpc_origin=header["grpcOrigin"],
         traceparent=header["traceparent"],
+        type_url=header.get("typeUrl", ""),
     ), bool(header.get("streams"))
 
 
@@ -214,6 +217,8 @@ def encode_reply(
         "trailers": _encode_metadata(reply.trailers),
         "details": base64.b64encode(reply.details).decode(),
     }
+    if reply.type_url:
+        header["typeUrl"] = reply.type_url
     if ticket:
         header["more"] = ticket
     return _pack(header, reply.body)
@@ -238,6 +243,7 @@ def decode_reply(
         message=header["message"],
         trailers=_decode_metadata(header["trailers"]),
         details=base64.b64decode(header["details"]),
+        type_url=header.get("typeUrl", ""),
         stream=rest(header["more"]) if header.get("more") and rest is not None else None,
     )
 
@@ -345,8 +351,10 @@ def http_reply(reply: AppReply, traceparent: str, head: bool = False) -> HttpRep
     headers = _http_headers_from_grpc_metadata(reply.headers)
     headers.append(("Traceparent", traceparent))
     if reply.status == 0:
-        if reply.content_type:
-            headers.append(("Content-Type", reply.content_type))
+        # daprd's InvokeMethodResponse.ContentType: typed data is protobuf, whatever the app said.
+        content_type = "application/x-protobuf" if reply.type_url else reply.content_type
+        if content_type:
+            headers.append(("Content-Type", content_type))
         return HttpReply(200, headers, reply.body)
     headers.append(("Content-Type", "text/plain; charset=utf-8"))
     return HttpReply(grpc_to_http_code(reply.status), headers, _status_json(reply))
@@ -655,13 +663,14 @@ class ServiceInvocation:
             content_type=message.content_type,
             grpc_origin=True,
             traceparent=traceparent,
+            type_url=message.data.type_url,
         )
         try:
             reply = await self.invoke(request.id, invocation)
         except InvokeError as exc:
             await abort(context, ApiError(grpc.StatusCode.INTERNAL, error_message(request.id, str(exc))))
         response = common_pb2.InvokeResponse(
-            data=any_pb2.Any(value=reply.body), content_type=reply.content_type
+            data=any_pb2.Any(type_url=reply.type_url, value=reply.body), content_type=reply.content_type
         )
         if reply.protocol == "http":
             if not 200 <= reply.status < 300:
