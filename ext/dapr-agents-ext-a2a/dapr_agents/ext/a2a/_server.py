@@ -59,6 +59,9 @@ logger = logging.getLogger(__name__)
 
 AGENT_CARD_PATH = "/.well-known/agent-card.json"
 DEFAULT_RPC_PATH = "/a2a"
+# Waiting reads the instance's state 10 ms after a change, then twice as late each time up to
+# poll_interval: quick agents answer in tens of milliseconds, slow ones cost few reads.
+_FIRST_POLL = 0.01
 _TASK_NAMESPACE = uuid.UUID("5f0c1a52-8a3e-4d7e-9f0e-a2a0da9ba2a0")
 
 
@@ -70,7 +73,8 @@ def task_id_for(message_id: str, context_id: str) -> str:
 class DaprTaskRequestHandler(RequestHandler):
     """a2a-sdk's ``RequestHandler`` over Dapr workflows: the task store *is* the workflow engine.
 
-    ``poll_interval`` is how often a waiting call or a stream reads the instance's state;
+    ``poll_interval`` is the longest pause between two reads of the instance's state by a
+    waiting call or a stream (the first comes after 10 ms, each next twice as late);
     ``blocking_timeout`` bounds how long a blocking ``message/send`` waits before it answers
     with the task still ``working`` (the caller then polls ``tasks/get`` or resubscribes).
     """
@@ -122,6 +126,7 @@ class DaprTaskRequestHandler(RequestHandler):
         (terminal or waiting for input again); answer as it is after ``blocking_timeout``."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.blocking_timeout
+        delay = _FIRST_POLL
         while True:
             view = await self._require(task_id)
             taken = message_id in view.seen
@@ -129,7 +134,8 @@ class DaprTaskRequestHandler(RequestHandler):
                 return view
             if loop.time() >= deadline:
                 return view
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(delay)
+            delay = min(self.poll_interval, delay * 2)
 
     async def _submit(self, params: a2a_pb2.SendMessageRequest) -> tuple[str, str]:
         """Create the task or hand the message to its waiting task; returns (task id, message id)."""
@@ -207,12 +213,15 @@ class DaprTaskRequestHandler(RequestHandler):
         view = await self._require(task_id)
         yield view.to_task()
         last = (view.state, len(view.history))
+        delay = _FIRST_POLL
         while not (view.state in TERMINAL or (view.state in SETTLED and message_id in view.seen)):
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(delay)
+            delay = min(self.poll_interval, delay * 2)
             view = await self._require(task_id)
             if (view.state, len(view.history)) == last:
                 continue
             last = (view.state, len(view.history))
+            delay = _FIRST_POLL
             if view.state == "completed":
                 for artifact in view.to_task().artifacts:
                     yield a2a_pb2.TaskArtifactUpdateEvent(
