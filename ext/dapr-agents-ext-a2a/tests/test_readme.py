@@ -17,8 +17,13 @@ README = Path(__file__).parent.parent / "README.md"
 
 @pytest.mark.starts_sidecars
 def test_quickstart_runs(
-    components: Path, dapr_sidecar_factory: Any, capsys: pytest.CaptureFixture[str]
+    components: Path,
+    dapr_sidecar_factory: Any,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("DAPR_DEVSIDECAR_HOME", str(tmp_path / "home"))  # this test's app registry
     code = re.search(r"## Quickstart\n\n```python\n(.*?)```", README.read_text(), re.S)
     assert code, "the README lost its quickstart block"
     port = free_port()
