@@ -298,6 +298,12 @@ class _AppTokenMiddleware:
         await self.app(scope, receive, send)
 
 
+# The standard asyncio loop: the handler's Dapr client is grpc.aio, which supports only it, and
+# uvicorn before 0.36 installs uvloop's policy process-wide when it picks uvloop ("auto"), which
+# breaks every asyncio gRPC server and client started in the process after it.
+_LOOP = "asyncio"
+
+
 class A2AServer:
     """What :func:`serve_a2a` built: the ASGI ``app``, its agent ``card``, and a way to run it."""
 
@@ -313,13 +319,13 @@ class A2AServer:
         """Serve until interrupted (uvicorn), on the app port the sidecar was given."""
         import uvicorn
 
-        uvicorn.run(self.app, host=host, port=port or self.port, log_level="warning")
+        uvicorn.run(self.app, host=host, port=port or self.port, log_level="warning", loop=_LOOP)
 
     def start(self, host: str = "127.0.0.1", port: int | None = None, timeout: float = 30.0) -> A2AServer:
         """Serve from a background thread; returns once it listens. :meth:`stop` ends it."""
         import uvicorn
 
-        config = uvicorn.Config(self.app, host=host, port=port or self.port, log_level="warning")
+        config = uvicorn.Config(self.app, host=host, port=port or self.port, log_level="warning", loop=_LOOP)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, name="a2a-server", daemon=True)
         self._thread.start()
