@@ -322,6 +322,8 @@ class AppChannel:
         self._initialized = False
         self._listeners: list[HealthListener] = []
         self._tasks: list[asyncio.Task[None]] = []
+        #: The app's ``GET /dapr/config`` answer (HTTP apps), read once the app is up.
+        self.app_config: bytes | None = None
 
     @property
     def protocol(self) -> str:
@@ -500,9 +502,12 @@ class HttpAppChannel(AppChannel):
         if self.connection.api_token:
             headers.append(("Dapr-Api-Token", self.connection.api_token))
         try:
-            await self.request("GET", "/dapr/config", headers)
+            reply = await self.request("GET", "/dapr/config", headers)
         except AppChannelError as exc:
             _log.debug("GET /dapr/config on the app failed: %s", exc)
+            return
+        if reply.status == 200:
+            self.app_config = reply.body  # the actors block reads its entities
 
     async def request(
         self,

@@ -19,6 +19,7 @@ from dapr.ext.workflow._durabletask.internal.orchestrator_service_pb2_grpc impor
 from dapr.proto.runtime.v1 import dapr_pb2_grpc
 
 from ._acl import parse_access_control
+from ._actors import ActorsBlock
 from ._api import DAPR_RUNTIME_VERSION, DaprApi, StateStoreEntry
 from ._app_channel import AppChannel, AppConnection, AppHealthCheck, connection_properties, open_channel
 from ._auth import ApiTokenInterceptor
@@ -186,7 +187,7 @@ class DevSidecar:
                 self.access_control.default_action,
             )
         # Secrets, configuration, locks and jobs: each serves its own gRPC methods and HTTP routes.
-        self._blocks: list[SecretsBlock | ConfigurationBlock | LockBlock | JobsBlock] = []
+        self._blocks: list[SecretsBlock | ConfigurationBlock | LockBlock | JobsBlock | ActorsBlock] = []
         self._capabilities: dict[str, Sequence[str]] = {}
 
     # -- addresses ----------------------------------------------------------------------------
@@ -320,6 +321,16 @@ class DevSidecar:
         except BaseException:
             await self._close_components()
             raise
+        # Actors: the app's types (from its /dapr/config), state and reminders in the actor store.
+        actors = ActorsBlock(
+            app_id=self.app_id,
+            namespace=self.namespace,
+            backend=self._stores[actor_stores[0].name].backend if actor_stores else None,
+            host=self.host,
+            registry_home_path=self._registry_home,
+        )
+        self._blocks.append(actors)
+        await actors.start(self.app_channel)
         self._invocation = ServiceInvocation(
             app_id=self.app_id,
             namespace=self.namespace,
@@ -442,7 +453,7 @@ class DevSidecar:
 
     async def _close_components(self) -> None:
         for block in self._blocks:
-            if isinstance(block, JobsBlock):  # first: no trigger may be cut off by the channel closing
+            if isinstance(block, (JobsBlock, ActorsBlock)):  # first: no trigger cut off by the channel
                 await block.close()
         if self._invocation is not None:
             await self._invocation.stop()
