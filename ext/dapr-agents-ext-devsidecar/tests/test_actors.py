@@ -12,13 +12,18 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
+import time
 import uuid
+from collections.abc import Callable
+from concurrent import futures
 from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
 from apps import HttpApp, Received, Reply, unique_id, wait_until
+from apps import http as app_http
 from dapr.proto.runtime.v1 import actors_pb2 as dapr_pb2
 from helpers import rpc_fails
 from sidecars import endpoint_of, http, raw_stub
@@ -41,7 +46,13 @@ class ActorApp(HttpApp):
     """An HTTP app hosting one actor type: its ``/dapr/config``, 200 with a JSON echo for every
     actor call; ``failing`` methods answer 500."""
 
-    def __init__(self, hosted: str, idle: str = "1h", reentrancy: bool = True) -> None:
+    def __init__(
+        self,
+        hosted: str,
+        idle: str = "1h",
+        reentrancy: bool = True,
+        extra: Callable[[Received], Reply | None] | None = None,
+    ) -> None:
         self.hosted = hosted
         config = {
             "entities": [hosted],
@@ -56,6 +67,8 @@ class ActorApp(HttpApp):
         def answer(request: Received) -> Reply:
             if request.path == "/dapr/config":
                 return Reply(200, json.dumps(config).encode(), [("Content-Type", "application/json")])
+            if extra is not None and (special := extra(request)) is not None:
+                return special
             if request.path.startswith("/actors/"):
                 if request.path.endswith("/method/fail"):
                     return Reply(500, b"boom", [("Content-Type", "text/plain")])
@@ -124,6 +137,48 @@ def test_calls_reach_the_app_as_daprd_makes_them(dapr_sidecar_factory, folder):
             )
             assert json.loads(reply.data)["body"] == "[1]"
             assert json.loads(reply.data)["path"] == f"/actors/{hosted}/a2/method/rpc"
+
+
+def test_one_turn_at_a_time_per_actor_and_reentrant_calls(dapr_sidecar_factory, folder):
+    hosted = actor_type()
+    events: list[str] = []
+    lock = threading.Lock()
+    sidecar_http: list[str] = []
+
+    def answer(request: Received) -> Reply | None:
+        if request.path.endswith("/method/slow"):
+            name = request.body.decode()
+            with lock:
+                events.append("start " + name)
+            time.sleep(0.3)
+            with lock:
+                events.append("end " + name)
+            return Reply(200, b"{}", [("Content-Type", "application/json")])
+        if request.path.endswith("/method/outer"):
+            # The actor calls itself with the chain's id: daprd lets it into its own turn.
+            headers = {"Dapr-Reentrancy-Id": request.header("Dapr-Reentrancy-Id") or ""}
+            inner = app_http(f"{sidecar_http[0]}/v1.0/actors/{hosted}/r1/method/inner", "PUT", b"{}", headers)
+            return Reply(200, inner.body, [("Content-Type", "application/json")])
+        return None
+
+    with ActorApp(hosted, extra=answer) as app:
+        sidecar = start(dapr_sidecar_factory, folder, app)
+        endpoint = endpoint_of(sidecar)
+        sidecar_http.append(endpoint.http_endpoint)
+        call_until_placed(endpoint, hosted, "r1")
+        with futures.ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda n: call(endpoint, hosted, "r1", "slow", str(n)), range(3)))
+        assert [a.status for a in answers] == [200, 200, 200]
+        # Never two calls in the actor at once: each start is followed by its own end.
+        assert len(events) == 6
+        for start_event, end_event in zip(events[::2], events[1::2], strict=True):
+            assert start_event.startswith("start ") and end_event == "end " + start_event[len("start ") :]
+        outer = call(endpoint, hosted, "r1", "outer")
+        assert outer.status == 200, outer.body
+        assert json.loads(outer.body)["path"] == f"/actors/{hosted}/r1/method/inner"
+        [inner] = app.calls("r1", "method/inner")
+        [outer_call] = app.calls("r1", "method/outer")
+        assert inner.header("Dapr-Reentrancy-Id") == outer_call.header("Dapr-Reentrancy-Id")
 
 
 def test_an_unknown_actor_type_is_refused(dapr_sidecar_factory, folder):
