@@ -299,6 +299,47 @@ def test_timers_and_reminders_call_the_app(dapr_sidecar_factory, folder):
             assert failure.code == grpc.StatusCode.PERMISSION_DENIED
 
 
+def test_a_failed_reminder_is_retried_as_the_scheduler_does(dapr_sidecar_factory, folder):
+    from dapr.proto.common.v1 import common_pb2
+
+    hosted = actor_type()
+    failures = {"retried": 2, "dropped": 99}
+
+    def answer(request: Received) -> Reply | None:
+        name = request.path.rsplit("/", 1)[-1]
+        if "/method/remind/" in request.path and failures.get(name, 0) > 0:
+            failures[name] -= 1
+            return Reply(500, b"not now")
+        return None
+
+    with ActorApp(hosted, extra=answer) as app:
+        endpoint = endpoint_of(start(dapr_sidecar_factory, folder, app))
+        base = f"/v1.0/actors/{hosted}/f1"
+        call_until_placed(endpoint, hosted, "f1")
+        # The default failure policy: retried (3 times, a second apart) until the app takes it.
+        assert (
+            http(endpoint, "POST", base + "/reminders/retried", '{"dueTime": "0s", "data": 1}').status == 204
+        )
+        wait_until(
+            lambda: http(endpoint, "GET", base + "/reminders/retried").status == 404,
+            what="the reminder to end",
+        )
+        assert len(app.calls("f1", "method/remind/retried")) == 3  # two failures, then the success
+        # A drop policy (given over gRPC): one failed call and the reminder is gone.
+        with raw_stub(endpoint) as stub:
+            stub.RegisterActorReminder(
+                dapr_pb2.RegisterActorReminderRequest(
+                    actor_type=hosted,
+                    actor_id="f1",
+                    name="dropped",
+                    due_time="0s",
+                    failure_policy=common_pb2.JobFailurePolicy(drop=common_pb2.JobFailurePolicyDrop()),
+                )
+            )
+        wait_until(lambda: http(endpoint, "GET", base + "/reminders/dropped").status == 404, what="the drop")
+        assert len(app.calls("f1", "method/remind/dropped")) == 1
+
+
 def test_an_idle_actor_is_deactivated(dapr_sidecar_factory, folder):
     hosted = actor_type()
     with ActorApp(hosted, idle="1s") as app:

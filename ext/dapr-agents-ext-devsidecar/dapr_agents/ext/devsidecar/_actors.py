@@ -41,6 +41,7 @@ from ._jobs_schedule import (
 )
 from ._nameresolution import Registration, Registry, registry_home
 from ._state import DeleteOp, SetOp, StateBackend, StateOp
+from ._state_memory import InMemoryStateBackend
 
 _log = logging.getLogger(__name__)
 
@@ -313,6 +314,8 @@ class _Reminder:
     expiry: float | None
     repeats: int  # left; -1 forever
     seconds: float  # the period
+    retry_interval: float = 1.0
+    max_retries: int | None = 3  # None: retry forever
 
     def to_json(self) -> bytes:
         return json.dumps(
@@ -328,6 +331,8 @@ class _Reminder:
                 "expiry": self.expiry,
                 "repeats": self.repeats,
                 "seconds": self.seconds,
+                "retryInterval": self.retry_interval,
+                "maxRetries": self.max_retries,
             }
         ).encode()
 
@@ -347,6 +352,8 @@ class _Reminder:
             d.get("expiry"),
             int(d.get("repeats", -1)),
             float(d.get("seconds", 0.0)),
+            float(d.get("retryInterval", 1.0)),
+            d.get("maxRetries", 3),
         )
 
 
@@ -373,6 +380,9 @@ class ActorsBlock:
         self._app_id = app_id
         self._namespace = namespace or "default"
         self._backend = backend
+        # daprd keeps reminders in its scheduler, actor store or not; without one they live here
+        # in memory and die with the sidecar.
+        self._reminder_backend: StateBackend = backend if backend is not None else InMemoryStateBackend()
         self._host = host
         self._registry = Registry(registry_home_path)
         self._registry.root = registry_home(registry_home_path) / "actors"
@@ -817,15 +827,13 @@ class ActorsBlock:
         return f"{self._prefix}||index"
 
     async def _save_index(self) -> None:
-        store = self._store()
+        store = self._reminder_backend
         await store.set(SetOp(key=self._index_key, value=json.dumps(sorted(self._reminders)).encode()))
 
     async def _load_reminders(self) -> None:
-        if self._backend is None:
-            return
-        index = await self._backend.get(self._index_key)
+        index = await self._reminder_backend.get(self._index_key)
         for key in json.loads(index.value) if index is not None else []:
-            item = await self._backend.get(self._reminder_key(tuple(key)))  # type: ignore[arg-type]
+            item = await self._reminder_backend.get(self._reminder_key(tuple(key)))  # type: ignore[arg-type]
             if item is None:
                 continue
             try:
@@ -856,13 +864,14 @@ class ActorsBlock:
         ttl: str,
         data: bytes | None,
         overwrite: bool = True,
+        policy: Any = None,
     ) -> None:
+        """``policy``: a ``common_pb2.JobFailurePolicy`` (None: the scheduler's default)."""
         reserved = _reserved(actor_type)
         if reserved is not None:
             raise reserved
         if actor_type not in self._config.types:
             raise _not_hosted()
-        self._store()
 
         def failed(message: str) -> BlockError:
             return _error(
@@ -915,8 +924,9 @@ class ActorsBlock:
                 expiry,
                 repeats if period else 1,
                 seconds,
+                *_retries(policy),
             )
-            await self._store().set(SetOp(key=self._reminder_key(key), value=reminder.to_json()))
+            await self._reminder_backend.set(SetOp(key=self._reminder_key(key), value=reminder.to_json()))
             self._reminders[key] = reminder
             await self._save_index()
             self._arm(reminder)
@@ -937,7 +947,6 @@ class ActorsBlock:
     async def delete_reminder(self, actor_type: str, actor_id: str, name: str) -> None:
         if actor_type not in self._config.types:
             raise _not_hosted()
-        self._store()
         await self._remove_reminder((actor_type, actor_id, name))
 
     async def _remove_reminder(self, key: tuple[str, str, str], reminder: _Reminder | None = None) -> None:
@@ -949,8 +958,7 @@ class ActorsBlock:
             task = self._reminder_tasks.pop(key, None)
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
-            store = self._store()
-            await store.delete(DeleteOp(key=self._reminder_key(key)))
+            await self._reminder_backend.delete(DeleteOp(key=self._reminder_key(key)))
             await self._save_index()
 
     async def _run_reminder(self, reminder: _Reminder) -> None:
@@ -965,23 +973,31 @@ class ActorsBlock:
             if reminder.expiry is not None and reminder.next > reminder.expiry:
                 break
             cancel = False
-            try:
-                reply = await self._invoke_local(
-                    reminder.actor_type,
-                    reminder.actor_id,
-                    "method/remind/" + reminder.name,
-                    body,
-                    "application/json",
-                    [],
-                )
-                cancel = _truthy(reply.headers, _CANCEL_HEADER)
-            except BlockError as exc:
-                _log.error(
-                    "Error executing reminder for actor %s||%s: %s",
-                    reminder.actor_type,
-                    reminder.actor_id,
-                    exc.message,
-                )
+            attempt = 0
+            while True:
+                try:
+                    reply = await self._invoke_local(
+                        reminder.actor_type,
+                        reminder.actor_id,
+                        "method/remind/" + reminder.name,
+                        body,
+                        "application/json",
+                        [],
+                    )
+                    cancel = _truthy(reply.headers, _CANCEL_HEADER)
+                    break
+                except BlockError as exc:
+                    _log.error(
+                        "Error executing reminder for actor %s||%s: %s",
+                        reminder.actor_type,
+                        reminder.actor_id,
+                        exc.message,
+                    )
+                # go-etcd-cron's failure policy: the reminder's own, else 3 retries 1 s apart.
+                attempt += 1
+                if reminder.max_retries is not None and attempt > reminder.max_retries:
+                    break
+                await asyncio.sleep(reminder.retry_interval)
             if cancel or reminder.repeats == 1 or reminder.seconds <= 0:
                 break
             if reminder.repeats > 0:
@@ -992,7 +1008,7 @@ class ActorsBlock:
             async with self._store_lock:
                 if self._reminders.get(key) is not reminder:
                     return
-                await self._store().set(SetOp(key=self._reminder_key(key), value=reminder.to_json()))
+                await self._reminder_backend.set(SetOp(key=self._reminder_key(key), value=reminder.to_json()))
         await self._remove_reminder(key, reminder)
 
     # -- HTTP ---------------------------------------------------------------------------------
@@ -1070,6 +1086,15 @@ class ActorsBlock:
         try:
             document, data = self._reminder_fields(request)
             overwrite = document.get("overwrite")
+            policy = None
+            if isinstance(document.get("failure_policy"), dict):
+                from dapr.proto.common.v1 import common_pb2
+                from google.protobuf import json_format
+
+                try:
+                    policy = json_format.ParseDict(document["failure_policy"], common_pb2.JobFailurePolicy())
+                except json_format.ParseError as exc:
+                    raise _malformed(str(exc)) from exc
             await self.create_reminder(
                 p["actorType"],
                 p["actorId"],
@@ -1079,6 +1104,7 @@ class ActorsBlock:
                 str(document.get("ttl") or ""),
                 data,
                 overwrite if isinstance(overwrite, bool) else True,
+                policy,
             )
         except BlockError as error:
             return error.http_response()
@@ -1214,6 +1240,7 @@ class ActorsBlock:
                 request.ttl,
                 _grpc_data(request.data),
                 overwrite,
+                request.failure_policy if request.HasField("failure_policy") else None,
             )
         except BlockError as error:
             await abort_with(context, error)
@@ -1301,6 +1328,18 @@ def _rfc3339(moment: float) -> str:
         .rstrip(".")
     )
     return text + "Z"
+
+
+def _retries(policy: Any) -> tuple[float, int | None]:
+    """(interval, max retries or None for no limit) of a ``JobFailurePolicy``, as go-etcd-cron
+    applies it; without one its default, 3 retries 1 s apart."""
+    if policy is None or policy.WhichOneof("policy") is None:
+        return 1.0, 3
+    if policy.WhichOneof("policy") == "drop":
+        return 0.0, 0
+    constant = policy.constant
+    interval = constant.interval.ToTimedelta().total_seconds() if constant.HasField("interval") else 0.0
+    return interval, constant.max_retries if constant.HasField("max_retries") else None
 
 
 def _grpc_data(data: bytes) -> bytes | None:
